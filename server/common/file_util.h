@@ -1,0 +1,30 @@
+// Small helpers for the pseudo-files of /proc and cgroupfs.
+#ifndef SBX_SERVER_COMMON_FILE_UTIL_H_
+#define SBX_SERVER_COMMON_FILE_UTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sbx {
+
+// Reads a whole (small) file.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Writes `content` with a single write(2), as cgroupfs and /proc expect; the
+// file must exist (no O_CREAT).
+absl::Status WriteStringToFile(const std::string& path, std::string_view content);
+
+// Writes a file atomically: a temporary beside it, fsync, rename.
+absl::Status WriteFileAtomically(const std::string& path, std::string_view content,
+                                 int mode = 0600);
+
+// Reads a file holding one integer (surrounding white space ignored).
+absl::StatusOr<int64_t> ReadInt64File(const std::string& path);
+
+}  // namespace sbx
+
+#endif  // SBX_SERVER_COMMON_FILE_UTIL_H_

@@ -1,0 +1,104 @@
+// cgroup management behind one interface, with a v1 and a v2 backend chosen
+// once at start-up (Detect). Each sandbox gets one cgroup (one directory per
+// hierarchy on v1) named after the sandbox, below a parent that sbxd owns.
+//
+// Layout:
+//   v2: <root>/<parent>/<name>
+//   v1: <root>/<controller>/<parent>/<name> for memory, cpu, cpuacct, pids
+//       (a controller co-mounted with another, e.g. "cpu,cpuacct", is handled)
+// `parent` is relative to the cgroup sbxd itself runs in (from
+// /proc/self/cgroup), so sbxd only ever creates cgroups below its own.
+//
+// Thread-safety: a CgroupManager may be used from any thread. A Cgroup is
+// used by one owner at a time.
+#ifndef SBX_SERVER_ENGINE_CGROUP_H_
+#define SBX_SERVER_ENGINE_CGROUP_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/engine/limits.h"
+
+namespace sbx::engine {
+
+enum class CgroupVersion { kV1, kV2 };
+
+struct CgroupOptions {
+  // Where cgroupfs is mounted. Tests point this at a fake tree.
+  std::string root = "/sys/fs/cgroup";
+  // "auto" (detect from `root`), "v1" or "v2".
+  std::string version = "auto";
+  // Name of sbxd's parent cgroup, created below sbxd's own cgroup.
+  std::string parent = "sbx";
+  // Where to read sbxd's own cgroup membership; tests override it.
+  std::string self_cgroup_file = "/proc/self/cgroup";
+};
+
+// One sandbox's cgroup. Destruction does not remove it: call Remove().
+class Cgroup {
+ public:
+  virtual ~Cgroup() = default;
+
+  virtual const std::string& name() const = 0;
+
+  // Moves a process (all of it, on v1: every hierarchy) into this cgroup.
+  virtual absl::Status AddProcess(pid_t pid) = 0;
+
+  // Applies the limits that are set; unset ones keep their current value.
+  // memory also caps swap at zero. cpus becomes a CFS quota over a 100 ms
+  // period (cpus=0.5 -> 50 ms per 100 ms).
+  virtual absl::Status SetLimits(const Limits& limits) = 0;
+
+  // Effective limits read back from the kernel; unlimited values are unset.
+  virtual absl::StatusOr<Limits> GetLimits() = 0;
+
+  virtual absl::StatusOr<Usage> GetUsage() = 0;
+
+  // Pids of every process in the cgroup (all hierarchies, deduplicated).
+  virtual absl::StatusOr<std::vector<pid_t>> Processes() = 0;
+
+  // SIGKILLs every process in it (cgroup.kill on v2 when available) and waits
+  // up to `timeout_ms` for it to empty.
+  virtual absl::Status KillAll(int timeout_ms) = 0;
+
+  // Removes the directories (every hierarchy). Fails with FAILED_PRECONDITION
+  // if processes remain; a directory already gone is not an error.
+  virtual absl::Status Remove() = 0;
+
+  // The directories that make up this cgroup, for diagnostics and leak tests.
+  virtual std::vector<std::string> Paths() const = 0;
+};
+
+class CgroupManager {
+ public:
+  virtual ~CgroupManager() = default;
+
+  // Detects the cgroup version (unless forced by options.version), resolves
+  // sbxd's parent and creates it (enabling controllers for children on v2).
+  static absl::StatusOr<std::unique_ptr<CgroupManager>> Create(
+      const CgroupOptions& options);
+
+  virtual CgroupVersion version() const = 0;
+
+  // Creates a new child cgroup; ALREADY_EXISTS if it exists.
+  virtual absl::StatusOr<std::unique_ptr<Cgroup>> CreateChild(std::string_view name) = 0;
+
+  // Opens an existing child (e.g. after a restart of sbxd); NOT_FOUND if absent.
+  virtual absl::StatusOr<std::unique_ptr<Cgroup>> OpenChild(std::string_view name) = 0;
+
+  // Names of the children that exist now (in any hierarchy on v1).
+  virtual absl::StatusOr<std::vector<std::string>> ListChildren() = 0;
+
+  // The parent directories (one per hierarchy on v1).
+  virtual std::vector<std::string> ParentPaths() const = 0;
+};
+
+}  // namespace sbx::engine
+
+#endif  // SBX_SERVER_ENGINE_CGROUP_H_
