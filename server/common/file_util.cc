@@ -30,7 +30,7 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return out;
 }
 
-absl::Status WriteStringToFile(const std::string& path, std::string_view content) {
+absl::Status WriteStringToFile(const std::string& path, absl::string_view content) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("opening ", path));
   ssize_t n;
@@ -46,7 +46,7 @@ absl::Status WriteStringToFile(const std::string& path, std::string_view content
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, std::string_view content,
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
                                  int mode) {
   const std::string tmp = absl::StrCat(path, ".tmp");
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,10 +16,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `content` with a single write(2), as cgroupfs and /proc expect; the
 // file must exist (no O_CREAT).
-absl::Status WriteStringToFile(const std::string& path, std::string_view content);
+absl::Status WriteStringToFile(const std::string& path, absl::string_view content);
 
 // Writes a file atomically: a temporary beside it, fsync, rename.
-absl::Status WriteFileAtomically(const std::string& path, std::string_view content,
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
                                  int mode = 0600);
 
 // Reads a file holding one integer (surrounding white space ignored).

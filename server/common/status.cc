@@ -49,12 +49,12 @@ absl::StatusCode CodeForErrno(int err) {
 
 }  // namespace
 
-absl::Status ErrnoStatus(int err, std::string_view what) {
+absl::Status ErrnoStatus(int err, absl::string_view what) {
   return absl::Status(CodeForErrno(err),
                       absl::StrCat(what, ": ", std::strerror(err)));
 }
 
-absl::Status Annotate(const absl::Status& status, std::string_view context) {
+absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   if (status.ok()) return status;
   return absl::Status(status.code(),
                       absl::StrCat(context, ": ", status.message()));

@@ -3,7 +3,7 @@
 #ifndef SBX_SERVER_COMMON_STATUS_H_
 #define SBX_SERVER_COMMON_STATUS_H_
 
-#include <string_view>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -12,10 +12,10 @@ namespace sbx {
 
 // Maps an errno value to the closest absl code and builds
 // "<what>: <strerror>" (e.g. "creating cgroup /sys/...: Permission denied").
-absl::Status ErrnoStatus(int err, std::string_view what);
+absl::Status ErrnoStatus(int err, absl::string_view what);
 
 // Prepends context to a status message, keeping its code.
-absl::Status Annotate(const absl::Status& status, std::string_view context);
+absl::Status Annotate(const absl::Status& status, absl::string_view context);
 
 }  // namespace sbx
 

@@ -1,1 +1,238 @@
-// placeholder
+// The host side of commands run by a sandbox init, and the control-socket
+// helpers they share with sandbox.cc.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+#include "server/engine/sandbox.h"
+#include "server/engine/socket_util.h"
+#include "server/engine/wire.h"
+
+namespace sbx::engine {
+namespace {
+
+constexpr int kStartTimeoutMs = 10000;
+// Pipes sized for throughput: fewer wake-ups per megabyte streamed.
+constexpr int kPipeSize = 1 << 20;
+
+absl::StatusOr<struct sockaddr_un> UnixAddress(const std::string& path) {
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket path too long (", path.size(), " bytes): ", path));
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+absl::Status SetNonBlocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return ErrnoStatus(errno, "setting O_NONBLOCK");
+  }
+  return absl::OkStatus();
+}
+
+struct Pipe {
+  UniqueFd read, write;
+};
+
+absl::StatusOr<Pipe> MakePipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return ErrnoStatus(errno, "creating a pipe");
+  ::fcntl(p[0], F_SETPIPE_SZ, kPipeSize);  // best effort
+  return Pipe{UniqueFd(p[0]), UniqueFd(p[1])};
+}
+
+absl::Status StartFailure(uint32_t step, int err, const ExecOptions& options) {
+  switch (step) {
+    case wire::kExecStepExec:
+      return ErrnoStatus(err, absl::StrCat("exec '", options.argv[0], "'"));
+    case wire::kExecStepCwd:
+      return ErrnoStatus(err, absl::StrCat("working directory '", options.cwd, "'"));
+    default:
+      return ErrnoStatus(err, absl::StrCat("starting the command: ", wire::ExecStepName(step)));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> ListenSeqpacket(const std::string& path) {
+  ASSIGN_OR_RETURN(struct sockaddr_un addr, UnixAddress(path));
+  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock) return ErrnoStatus(errno, "creating a control socket");
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("removing stale ", path));
+  }
+  if (::bind(sock.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("binding ", path));
+  }
+  if (::chmod(path.c_str(), 0600) != 0) return ErrnoStatus(errno, absl::StrCat("chmod ", path));
+  if (::listen(sock.get(), 128) != 0) return ErrnoStatus(errno, absl::StrCat("listening on ", path));
+  return sock;
+}
+
+absl::StatusOr<UniqueFd> ConnectSeqpacket(const std::string& path) {
+  ASSIGN_OR_RETURN(struct sockaddr_un addr, UnixAddress(path));
+  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!sock) return ErrnoStatus(errno, "creating a socket");
+  int rc;
+  do {
+    rc = ::connect(sock.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int err = errno;
+    if (err == ENOENT || err == ECONNREFUSED) {
+      return absl::UnavailableError(
+          absl::StrCat("the sandbox init is not listening (", std::strerror(err), ")"));
+    }
+    return ErrnoStatus(err, absl::StrCat("connecting to ", path));
+  }
+  return sock;
+}
+
+absl::StatusOr<std::string> ReceiveWithTimeout(int fd, int timeout_ms,
+                                               std::vector<UniqueFd>* fds) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&pfd, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc == 0) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("the sandbox init did not answer within ", timeout_ms, " ms"));
+  }
+  std::string msg;
+  int raw[wire::kMaxFds];
+  size_t nfds = 0;
+  ssize_t n = wire::Receive(fd, &msg, raw, &nfds, MSG_DONTWAIT);
+  for (size_t i = 0; i < nfds; ++i) {
+    if (fds != nullptr) {
+      fds->emplace_back(raw[i]);
+    } else {
+      ::close(raw[i]);
+    }
+  }
+  if (n == 0) return absl::UnavailableError("the sandbox init closed the connection");
+  if (n < 0) return ErrnoStatus(static_cast<int>(-n), "receiving from the sandbox init");
+  return msg;
+}
+
+absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
+                                      const ExecOptions& options) {
+  if (options.argv.empty()) return absl::InvalidArgumentError("argv is empty");
+  wire::ExecRequest request;
+  request.uid = options.uid;
+  request.gid = options.gid;
+  request.tty = options.tty;
+  request.rows = options.rows;
+  request.cols = options.cols;
+  request.timeout_ms = options.timeout_ms;
+  request.cwd = options.cwd;
+  request.argv = options.argv;
+  request.env = options.env;
+  const std::string msg = wire::EncodeExec(request);
+  if (msg.size() > wire::kMaxMessage) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "argv and env take ", msg.size(), " bytes; at most ", wire::kMaxMessage, " are allowed"));
+  }
+
+  ExecChannel channel;
+  ASSIGN_OR_RETURN(channel.control, ConnectSeqpacket(control_socket));
+  // A 256 KiB request must fit the socket buffer in one datagram.
+  int sndbuf = static_cast<int>(wire::kMaxMessage * 2);
+  ::setsockopt(channel.control.get(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+  int err;
+  if (options.tty) {
+    err = wire::Send(channel.control.get(), msg);
+  } else {
+    ASSIGN_OR_RETURN(Pipe in, MakePipe());
+    ASSIGN_OR_RETURN(Pipe out, MakePipe());
+    ASSIGN_OR_RETURN(Pipe errp, MakePipe());
+    const int fds[3] = {in.read.get(), out.write.get(), errp.write.get()};
+    err = wire::Send(channel.control.get(), msg, fds, 3);
+    channel.stdin_fd = std::move(in.write);
+    channel.stdout_fd = std::move(out.read);
+    channel.stderr_fd = std::move(errp.read);
+  }
+  if (err != 0) return ErrnoStatus(err, "sending the exec request to the sandbox init");
+
+  std::vector<UniqueFd> fds;
+  ASSIGN_OR_RETURN(std::string reply, ReceiveWithTimeout(channel.control.get(),
+                                                         kStartTimeoutMs, &fds));
+  wire::Reader in(reply);
+  uint32_t type = 0, value = 0;
+  in.U32(&type);
+  if (type == wire::kExecFailed) {
+    uint32_t error = 0;
+    if (!in.U32(&value) || !in.U32(&error)) {
+      return absl::InternalError("malformed exec failure from the sandbox init");
+    }
+    return StartFailure(value, static_cast<int>(error), options);
+  }
+  if (type != wire::kStarted || !in.U32(&value) || fds.size() != (options.tty ? 1u : 0u)) {
+    return absl::InternalError("unexpected answer from the sandbox init");
+  }
+  channel.pid = static_cast<pid_t>(value);
+  if (options.tty) channel.pty = std::move(fds[0]);
+  for (const UniqueFd* fd : {&channel.control, &channel.stdin_fd, &channel.stdout_fd,
+                             &channel.stderr_fd, &channel.pty}) {
+    if (fd->valid()) RETURN_IF_ERROR(SetNonBlocking(fd->get()));
+  }
+  return channel;
+}
+
+absl::StatusOr<ExecExit> ReadExecExit(int control_fd) {
+  std::string msg;
+  int fds[wire::kMaxFds];
+  size_t nfds = 0;
+  ssize_t n = wire::Receive(control_fd, &msg, fds, &nfds, MSG_DONTWAIT);
+  for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+  if (n == -EAGAIN) return absl::FailedPreconditionError("no exit event yet");
+  if (n == 0 || n == -ECONNRESET) {
+    return absl::UnavailableError("the sandbox init went away before the command exited");
+  }
+  if (n < 0) return ErrnoStatus(static_cast<int>(-n), "reading the exit event");
+  wire::Reader in(msg);
+  uint32_t type = 0;
+  wire::ExitReport report;
+  if (!in.U32(&type) || type != wire::kExited || !wire::DecodeExit(in, &report)) {
+    return absl::InternalError("malformed exit event from the sandbox init");
+  }
+  ExecExit exit;
+  exit.wait_status = report.wait_status;
+  exit.wall_us = report.wall_us;
+  exit.user_us = report.user_us;
+  exit.system_us = report.system_us;
+  exit.max_rss_kb = report.max_rss_kb;
+  exit.timed_out = report.timed_out;
+  return exit;
+}
+
+absl::Status SendExecSignal(int control_fd, int signo) {
+  wire::Writer w(wire::kSignal);
+  w.U32(static_cast<uint32_t>(signo));
+  if (int err = wire::Send(control_fd, w.data()); err != 0) {
+    return ErrnoStatus(err, absl::StrCat("sending signal ", signo));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResizePty(int pty_fd, uint16_t rows, uint16_t cols) {
+  struct winsize ws = {rows, cols, 0, 0};
+  if (::ioctl(pty_fd, TIOCSWINSZ, &ws) != 0) return ErrnoStatus(errno, "resizing the terminal");
+  return absl::OkStatus();
+}
+
+}  // namespace sbx::engine

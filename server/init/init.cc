@@ -1,1 +1,494 @@
-// placeholder
+// The sandbox init: set-up, then the exec server loop.
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/close_range.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/capability.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/engine/wire.h"
+#include "server/init/init.h"
+
+extern char** environ;
+
+namespace sbx::init {
+namespace {
+
+[[noreturn]] void FailSetup(int ready, uint32_t step, int err) {
+  wire::SetupReport report{step, err};
+  ssize_t ignored = ::write(ready, &report, sizeof(report));
+  (void)ignored;
+  ::_exit(1);
+}
+
+// Closes every descriptor except those in `keep`.
+void CloseAllExcept(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned int next = 0;
+  for (int fd : keep) {
+    if (static_cast<unsigned int>(fd) > next) ::close_range(next, fd - 1, 0);
+    next = fd + 1;
+  }
+  ::close_range(next, ~0U, 0);
+}
+
+int BringUpLoopback() {
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) return errno;
+  struct ifreq ifr = {};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  int err = 0;
+  if (::ioctl(sock, SIOCGIFFLAGS, &ifr) != 0) {
+    err = errno;
+  } else {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (::ioctl(sock, SIOCSIFFLAGS, &ifr) != 0) err = errno;
+  }
+  ::close(sock);
+  return err;
+}
+
+int64_t NowUs() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t TimevalUs(const struct timeval& tv) {
+  return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
+}
+
+// ---- exec ----------------------------------------------------------------------
+
+struct ChildError {
+  uint32_t step;
+  int32_t err;
+};
+
+[[noreturn]] void ChildFail(int err_pipe, uint32_t step, int err) {
+  ChildError e{step, err};
+  ssize_t ignored = ::write(err_pipe, &e, sizeof(e));
+  (void)ignored;
+  ::_exit(127);
+}
+
+// Drops every capability for good: bounding set, ambient, and (via the uid
+// change or capset for root) the effective/permitted/inheritable sets.
+int DropPrivileges(uint32_t uid, uint32_t gid) {
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+  }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
+  gid_t groups[1] = {gid};
+  if (::setgroups(1, groups) != 0) return errno;
+  if (::setresgid(gid, gid, gid) != 0) return errno;
+  if (::setresuid(uid, uid, uid) != 0) return errno;
+  // Root inside keeps its uid but not its capabilities.
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capset, &header, data) != 0) return errno;
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+  return 0;
+}
+
+void ResetSignals() {
+  sigset_t all;
+  sigemptyset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  struct sigaction sa = {};
+  sa.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &sa, nullptr);
+}
+
+// Runs in the forked child; never returns.
+[[noreturn]] void ExecChild(const wire::ExecRequest& req, const int* stdio,
+                            const char* pty_name, int err_pipe) {
+  ResetSignals();
+  if (::setsid() < 0) ChildFail(err_pipe, wire::kExecStepSetsid, errno);
+  if (pty_name != nullptr) {
+    int slave = ::open(pty_name, O_RDWR);
+    if (slave < 0) ChildFail(err_pipe, wire::kExecStepPty, errno);
+    if (::ioctl(slave, TIOCSCTTY, 0) != 0) ChildFail(err_pipe, wire::kExecStepPty, errno);
+    for (int fd = 0; fd < 3; ++fd) {
+      if (::dup2(slave, fd) < 0) ChildFail(err_pipe, wire::kExecStepStdio, errno);
+    }
+    if (slave > 2) ::close(slave);
+  } else {
+    // dup2 onto 0..2 in two passes so that a source numbered 0..2 is not
+    // overwritten before it is copied.
+    int moved[3];
+    for (int i = 0; i < 3; ++i) {
+      moved[i] = ::fcntl(stdio[i], F_DUPFD_CLOEXEC, 3);
+      if (moved[i] < 0) ChildFail(err_pipe, wire::kExecStepStdio, errno);
+    }
+    for (int i = 0; i < 3; ++i) {
+      if (::dup2(moved[i], i) < 0) ChildFail(err_pipe, wire::kExecStepStdio, errno);
+    }
+  }
+  // Everything above 2 closes on exec; the error pipe must stay open until then.
+  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (::chdir(req.cwd.c_str()) != 0) ChildFail(err_pipe, wire::kExecStepCwd, errno);
+  struct rlimit core = {0, 0};
+  ::setrlimit(RLIMIT_CORE, &core);
+  if (int err = DropPrivileges(req.uid, req.gid); err != 0) {
+    ChildFail(err_pipe, wire::kExecStepPrivileges, err);
+  }
+  std::vector<char*> argv;
+  for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const auto& e : req.env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  // execvpe searches the PATH of the current environment, so install the
+  // command's environment first.
+  environ = envp.data();
+  ::execvpe(argv[0], argv.data(), envp.data());
+  ChildFail(err_pipe, wire::kExecStepExec, errno);
+}
+
+struct Exec {
+  int conn = -1;        // control connection; -1 once the peer has gone
+  pid_t pid = 0;
+  int64_t started_us = 0;
+  int64_t deadline_us = 0;  // 0: none
+  bool timed_out = false;
+};
+
+class Server {
+ public:
+  explicit Server(int control) : control_(control) {}
+  [[noreturn]] void Run();
+
+ private:
+  void Accept();
+  void OnConnReadable(int conn);
+  void StartExec(int conn, const std::string& msg, int* fds, size_t nfds);
+  void CloseConn(int conn);
+  void ReapChildren();
+  void EnforceDeadlines();
+  int NextTimeoutMs() const;
+  void SendFailure(int conn, uint32_t step, int err);
+
+  int control_;
+  int epoll_ = -1;
+  int sigfd_ = -1;
+  std::map<int, std::unique_ptr<Exec>> by_conn_;  // conn fd -> exec (pid 0: none yet)
+  std::map<pid_t, Exec*> by_pid_;
+};
+
+void Server::Accept() {
+  for (;;) {
+    int conn = ::accept4(control_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (conn < 0) return;
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.fd = conn;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, conn, &ev) != 0) {
+      ::close(conn);
+      continue;
+    }
+    by_conn_[conn] = std::make_unique<Exec>();
+    by_conn_[conn]->conn = conn;
+  }
+}
+
+void Server::CloseConn(int conn) {
+  auto it = by_conn_.find(conn);
+  if (it == by_conn_.end()) return;
+  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, conn, nullptr);
+  ::close(conn);
+  Exec* exec = it->second.get();
+  if (exec->pid > 0) {
+    // The client went away: its command goes with it. The record stays until
+    // the child is reaped.
+    ::kill(-exec->pid, SIGKILL);
+    exec->conn = -1;
+    it->second.release();
+  }
+  by_conn_.erase(it);
+}
+
+void Server::SendFailure(int conn, uint32_t step, int err) {
+  wire::Writer w(wire::kExecFailed);
+  w.U32(step).U32(static_cast<uint32_t>(err));
+  wire::Send(conn, w.data());
+}
+
+void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) {
+  Exec* exec = by_conn_[conn].get();
+  wire::ExecRequest req;
+  wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
+  bool ok = exec->pid == 0 && wire::DecodeExec(in, &req) && !req.argv.empty() &&
+            nfds == (req.tty ? 0u : 3u);
+  if (!ok) {
+    for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+    SendFailure(conn, wire::kExecStepExec, EPROTO);
+    CloseConn(conn);
+    return;
+  }
+  int master = -1;
+  char pty_name[64] = {};
+  if (req.tty) {
+    master = ::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    struct winsize ws = {req.rows, req.cols, 0, 0};
+    if (master < 0 || ::unlockpt(master) != 0 ||
+        ::ptsname_r(master, pty_name, sizeof(pty_name)) != 0 ||
+        ::ioctl(master, TIOCSWINSZ, &ws) != 0) {
+      int err = errno;
+      if (master >= 0) ::close(master);
+      SendFailure(conn, wire::kExecStepPty, err);
+      CloseConn(conn);
+      return;
+    }
+  }
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    SendFailure(conn, wire::kExecStepFork, errno);
+    for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+    if (master >= 0) ::close(master);
+    CloseConn(conn);
+    return;
+  }
+  int64_t started = NowUs();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(err_pipe[0]);
+    ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1]);
+  }
+  int fork_err = errno;
+  ::close(err_pipe[1]);
+  for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+  if (pid < 0) {
+    ::close(err_pipe[0]);
+    if (master >= 0) ::close(master);
+    SendFailure(conn, wire::kExecStepFork, fork_err);
+    CloseConn(conn);
+    return;
+  }
+  // The child writes a ChildError if it fails before exec; a successful
+  // exec closes the pipe. This wait is short: a few syscalls in the child.
+  ChildError child_error{};
+  ssize_t n;
+  do {
+    n = ::read(err_pipe[0], &child_error, sizeof(child_error));
+  } while (n < 0 && errno == EINTR);
+  ::close(err_pipe[0]);
+  if (n == sizeof(child_error)) {
+    int status;
+    ::waitpid(pid, &status, 0);
+    if (master >= 0) ::close(master);
+    SendFailure(conn, child_error.step, child_error.err);
+    CloseConn(conn);
+    return;
+  }
+  exec->pid = pid;
+  exec->started_us = started;
+  if (req.timeout_ms > 0) exec->deadline_us = started + req.timeout_ms * 1000;
+  by_pid_[pid] = exec;
+  wire::Writer w(wire::kStarted);
+  w.U32(static_cast<uint32_t>(pid));
+  int send_err = master >= 0 ? wire::Send(conn, w.data(), &master, 1)
+                             : wire::Send(conn, w.data());
+  if (master >= 0) ::close(master);
+  if (send_err != 0) CloseConn(conn);
+}
+
+void Server::OnConnReadable(int conn) {
+  std::string msg;
+  int fds[wire::kMaxFds];
+  size_t nfds = 0;
+  ssize_t n = wire::Receive(conn, &msg, fds, &nfds, MSG_DONTWAIT);
+  if (n == -EAGAIN) return;
+  if (n <= 0) {
+    CloseConn(conn);
+    return;
+  }
+  Exec* exec = by_conn_[conn].get();
+  switch (wire::TypeOf(msg)) {
+    case wire::kExec:
+      StartExec(conn, msg, fds, nfds);
+      return;
+    case wire::kSignal: {
+      uint32_t sig = 0;
+      wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
+      if (in.U32(&sig) && sig > 0 && sig < NSIG && exec->pid > 0) ::kill(-exec->pid, sig);
+      break;
+    }
+    case wire::kPing:
+      wire::Send(conn, wire::Writer(wire::kPong).data());
+      break;
+    default:
+      break;
+  }
+  for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+}
+
+void Server::ReapChildren() {
+  struct signalfd_siginfo info;
+  while (::read(sigfd_, &info, sizeof(info)) == sizeof(info)) {
+  }
+  for (;;) {
+    int status;
+    struct rusage ru;
+    pid_t pid = ::wait4(-1, &status, WNOHANG, &ru);
+    if (pid <= 0) return;
+    auto it = by_pid_.find(pid);
+    if (it == by_pid_.end()) continue;  // an orphan re-parented to us
+    Exec* exec = it->second;
+    by_pid_.erase(it);
+    if (exec->conn < 0) {
+      delete exec;  // its client is gone; nobody to tell
+      continue;
+    }
+    wire::ExitReport report;
+    report.wait_status = status;
+    report.wall_us = NowUs() - exec->started_us;
+    report.user_us = TimevalUs(ru.ru_utime);
+    report.system_us = TimevalUs(ru.ru_stime);
+    report.max_rss_kb = ru.ru_maxrss;
+    report.timed_out = exec->timed_out;
+    wire::Send(exec->conn, wire::EncodeExit(report));
+    exec->pid = 0;
+    CloseConn(exec->conn);
+  }
+}
+
+void Server::EnforceDeadlines() {
+  int64_t now = NowUs();
+  for (auto& [pid, exec] : by_pid_) {
+    if (exec->deadline_us > 0 && now >= exec->deadline_us && !exec->timed_out) {
+      exec->timed_out = true;
+      ::kill(-pid, SIGKILL);
+    }
+  }
+}
+
+int Server::NextTimeoutMs() const {
+  int64_t next = 0;
+  for (const auto& [pid, exec] : by_pid_) {
+    if (exec->deadline_us > 0 && !exec->timed_out &&
+        (next == 0 || exec->deadline_us < next)) {
+      next = exec->deadline_us;
+    }
+  }
+  if (next == 0) return -1;
+  int64_t ms = (next - NowUs() + 999) / 1000;
+  return ms < 0 ? 0 : static_cast<int>(std::min<int64_t>(ms, 60000));
+}
+
+void Server::Run() {
+  epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigfd_ = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  ::fcntl(control_, F_SETFL, O_NONBLOCK);
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN;
+  ev.data.fd = control_;
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, control_, &ev);
+  ev.data.fd = sigfd_;
+  ::epoll_ctl(epoll_, EPOLL_CTL_ADD, sigfd_, &ev);
+  struct epoll_event events[64];
+  for (;;) {
+    int n = ::epoll_wait(epoll_, events, 64, NextTimeoutMs());
+    for (int i = 0; i < n; ++i) {
+      int fd = events[i].data.fd;
+      if (fd == control_) {
+        Accept();
+      } else if (fd == sigfd_) {
+        ReapChildren();
+      } else if (by_conn_.count(fd) != 0) {
+        OnConnReadable(fd);
+      }
+    }
+    EnforceDeadlines();
+  }
+}
+
+}  // namespace
+
+[[noreturn]] void ServeExecs(int control) {
+  Server server(control);
+  server.Run();
+}
+
+[[noreturn]] void RunSandboxInit(const wire::SpawnRequest& request, const InitFds& in_fds) {
+  // The spawner auto-reaps its children; this init must see its own.
+  struct sigaction sa = {};
+  sa.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &sa, nullptr);
+  InitFds fds = in_fds;
+  // Open the mount point now, in our new mount namespace, while our
+  // credentials are still host root's (sbxd's directories are 0700 root).
+  fds.root_dir = ::open(request.root_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fds.root_dir < 0) FailSetup(fds.ready, wire::kStepRootfs, errno);
+  CloseAllExcept({fds.control, fds.sync, fds.ready, fds.root_dir});
+  const int ready = fds.ready;
+  // Occupy 0-2 so that no later descriptor lands there by accident.
+  for (int i = 0; i < 3; ++i) {
+    if (::open("/dev/null", O_RDWR | O_CLOEXEC) < 0) FailSetup(ready, wire::kStepSync, errno);
+  }
+
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(fds.sync, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || go != 'g') ::_exit(1);  // sbxd gave up on us
+  ::close(fds.sync);
+
+  // sbxd has mapped root inside to the sandbox's host range; become it.
+  if (::setresgid(0, 0, 0) != 0 || ::setgroups(0, nullptr) != 0 ||
+      ::setresuid(0, 0, 0) != 0) {
+    FailSetup(ready, wire::kStepIdentity, errno);
+  }
+  // Now that sbxd has moved us into our cgroup, make it our cgroup root.
+  if (::unshare(CLONE_NEWCGROUP) != 0) FailSetup(ready, wire::kStepCgroupNs, errno);
+  if (::sethostname(request.id.data(), request.id.size()) != 0) {
+    FailSetup(ready, wire::kStepHostname, errno);
+  }
+  if (int err = BringUpLoopback(); err != 0) FailSetup(ready, wire::kStepLoopback, err);
+  uint32_t step = 0;
+  if (int err = BuildRoot(request, fds.root_dir, &step); err != 0) {
+    FailSetup(ready, step, err);
+  }
+  ::close(fds.root_dir);
+  // No one inside may ptrace or read the init (/proc/1/environ, /proc/1/exe).
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGPIPE);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    FailSetup(ready, wire::kStepSignals, errno);
+  }
+  wire::SetupReport report{wire::kStepReady, 0};
+  if (::write(ready, &report, sizeof(report)) != sizeof(report)) ::_exit(1);
+  ::close(ready);
+  ServeExecs(fds.control);
+}
+
+}  // namespace sbx::init

@@ -1,0 +1,158 @@
+// The messages sbxd exchanges with sbx-init (spawner and sandbox init), over
+// SOCK_SEQPACKET sockets: one datagram per message, file descriptors passed
+// with SCM_RIGHTS. Plain C++ without abseil, because sbx-init links it and is
+// kept small.
+//
+// A message is a uint32 type followed by fields appended in a fixed order by
+// Writer and read back in the same order by Reader (little-endian host order:
+// both ends run on the same machine, built from the same source).
+#ifndef SBX_SERVER_ENGINE_WIRE_H_
+#define SBX_SERVER_ENGINE_WIRE_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sbx::wire {
+
+// Largest message: bounds argv + env of an exec request.
+inline constexpr size_t kMaxMessage = 256 * 1024;
+inline constexpr size_t kMaxFds = 4;
+
+enum MsgType : uint32_t {
+  // sbxd -> spawner. fds: [control listen socket, sync read end, ready write end]
+  kSpawn = 1,
+  // spawner -> sbxd. kSpawned: pid; fds: [pidfd]. kSpawnFailed: errno.
+  kSpawned = 2,
+  kSpawnFailed = 3,
+  // sbxd -> init. kExec fds: [stdin read, stdout write, stderr write] or none (tty).
+  kExec = 10,
+  kSignal = 11,
+  kPing = 12,
+  // init -> sbxd. kStarted: pid; fds: [pty master] in tty mode.
+  kStarted = 20,
+  kExecFailed = 21,
+  kExited = 22,
+  kPong = 23,
+};
+
+// Steps of a sandbox init's set-up, reported on the ready pipe with errno.
+enum SetupStep : uint32_t {
+  kStepReady = 0,
+  kStepSync,
+  kStepIdentity,
+  kStepCgroupNs,
+  kStepHostname,
+  kStepLoopback,
+  kStepMountPrivate,
+  kStepRootfs,
+  kStepUsr,
+  kStepEtc,
+  kStepProc,
+  kStepDev,
+  kStepScratch,
+  kStepPivotRoot,
+  kStepSignals,
+  kStepCount,
+};
+const char* SetupStepName(uint32_t step);
+
+// What the init writes on the ready pipe: step == kStepReady on success.
+struct SetupReport {
+  uint32_t step;
+  int32_t err;
+};
+
+// Steps of starting one command, reported in kExecFailed.
+enum ExecStep : uint32_t {
+  kExecStepFork = 1,
+  kExecStepPty,
+  kExecStepSetsid,
+  kExecStepStdio,
+  kExecStepCwd,
+  kExecStepIdentity,
+  kExecStepPrivileges,
+  kExecStepExec,
+};
+const char* ExecStepName(uint32_t step);
+
+struct SpawnRequest {
+  std::string id;         // hostname
+  std::string root_dir;   // host directory to build the new root on
+  int64_t tmp_bytes = 0;
+  int64_t work_bytes = 0;
+  int64_t shm_bytes = 0;
+};
+
+struct ExecRequest {
+  uint32_t uid = 0, gid = 0;
+  bool tty = false;
+  uint16_t rows = 24, cols = 80;
+  int64_t timeout_ms = 0;
+  std::string cwd;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+};
+
+struct ExitReport {
+  int32_t wait_status = 0;
+  int64_t wall_us = 0, user_us = 0, system_us = 0, max_rss_kb = 0;
+  bool timed_out = false;
+};
+
+class Writer {
+ public:
+  explicit Writer(MsgType type) { U32(type); }
+  Writer& U32(uint32_t v) { return Raw(&v, sizeof(v)); }
+  Writer& I64(int64_t v) { return Raw(&v, sizeof(v)); }
+  Writer& Str(std::string_view s);
+  Writer& StrList(const std::vector<std::string>& list);
+  const std::string& data() const { return buf_; }
+
+ private:
+  Writer& Raw(const void* p, size_t n);
+  std::string buf_;
+};
+
+class Reader {
+ public:
+  Reader(const char* data, size_t size) : p_(data), end_(data + size) {}
+  explicit Reader(const std::string& s) : Reader(s.data(), s.size()) {}
+  bool U32(uint32_t* v) { return Raw(v, sizeof(*v)); }
+  bool I64(int64_t* v) { return Raw(v, sizeof(*v)); }
+  bool Str(std::string* s);
+  bool StrList(std::vector<std::string>* list);
+  bool done() const { return p_ == end_; }
+
+ private:
+  bool Raw(void* p, size_t n);
+  const char* p_;
+  const char* end_;
+};
+
+std::string EncodeSpawn(const SpawnRequest& r);
+bool DecodeSpawn(Reader& in, SpawnRequest* r);
+std::string EncodeExec(const ExecRequest& r);
+bool DecodeExec(Reader& in, ExecRequest* r);
+std::string EncodeExit(const ExitReport& r);
+bool DecodeExit(Reader& in, ExitReport* r);
+
+// Sends one datagram with `nfds` descriptors. Returns 0 or an errno value.
+int Send(int sock, const std::string& msg, const int* fds = nullptr, size_t nfds = 0);
+
+// Receives one datagram. Received descriptors (close-on-exec) are stored in
+// `fds` (up to kMaxFds) and counted in `*nfds`. Returns the message size, 0
+// at end of stream, or -errno. A truncated message or descriptor list is an
+// error (-EMSGSIZE) and its descriptors are closed.
+ssize_t Receive(int sock, std::string* msg, int* fds, size_t* nfds, int flags = 0);
+
+// Type of a received message (0 if too short).
+uint32_t TypeOf(const std::string& msg);
+
+}  // namespace sbx::wire
+
+#endif  // SBX_SERVER_ENGINE_WIRE_H_
