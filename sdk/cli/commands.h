@@ -1,0 +1,72 @@
+// The verbs of the `sbx` CLI. main.cc parses the command line into these
+// plain structs (so CLI11 is compiled once); each verb lives in its own
+// cmd_<verb>.cc and returns the process exit code.
+#ifndef SBX_SDK_CLI_COMMANDS_H_
+#define SBX_SDK_CLI_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+namespace sbx::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitApiError = 1;  // the daemon said no, or is away
+inline constexpr int kExitUsage = 2;     // bad command line
+
+struct GlobalArgs {
+  std::string server;  // "" = $SBX_SERVER or the default socket
+};
+
+// Limits as typed; parsed and checked by ParseLimitArgs.
+struct LimitArgs {
+  std::string memory;
+  std::string cpus;
+  std::string pids;
+};
+
+struct CreateArgs {
+  std::string image;
+  LimitArgs limits;
+  std::string ttl;
+  std::vector<std::string> labels;  // k=v
+  std::vector<std::string> env;     // K=V
+};
+
+struct ExecArgs {
+  bool interactive = false;
+  bool tty = false;
+  std::string timeout;
+  std::vector<std::string> env;
+  std::string cwd;
+  std::string user;
+  std::string id;
+  std::vector<std::string> argv;
+};
+
+struct LimitsArgs {
+  std::string id;
+  LimitArgs limits;
+};
+
+struct LsArgs {
+  std::vector<std::string> labels;
+};
+
+struct InspectArgs {
+  std::string id;
+};
+
+struct RmArgs {
+  std::vector<std::string> ids;
+};
+
+int RunCreate(const GlobalArgs& global, const CreateArgs& args);
+int RunExec(const GlobalArgs& global, const ExecArgs& args);
+int RunLimits(const GlobalArgs& global, const LimitsArgs& args);
+int RunLs(const GlobalArgs& global, const LsArgs& args);
+int RunInspect(const GlobalArgs& global, const InspectArgs& args);
+int RunRm(const GlobalArgs& global, const RmArgs& args);
+
+}  // namespace sbx::cli
+
+#endif  // SBX_SDK_CLI_COMMANDS_H_

@@ -1,0 +1,106 @@
+#include "cli/common.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "sbx/units.h"
+
+namespace sbx::cli {
+
+std::string ServerAddress(const GlobalArgs& global) {
+  return global.server.empty() ? DefaultAddress() : global.server;
+}
+
+absl::StatusOr<Client> ConnectClient(const GlobalArgs& global,
+                                     ClientOptions options) {
+  return Client::Connect(ServerAddress(global), options);
+}
+
+int ReportApiError(const GlobalArgs& global, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    std::cerr << "sbx: cannot reach sbxd at " << ServerAddress(global) << ": "
+              << status.message() << "\n";
+  } else {
+    std::cerr << "sbx: " << status.message() << "\n";
+  }
+  return kExitApiError;
+}
+
+int ReportUsageError(absl::string_view message) {
+  std::cerr << "sbx: " << message << "\n";
+  return kExitUsage;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseKeyValues(
+    const std::vector<std::string>& items, absl::string_view flag) {
+  std::map<std::string, std::string> out;
+  for (const std::string& item : items) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid ", flag, " \"", item, "\": expected KEY=VALUE"));
+    }
+    out[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  return out;
+}
+
+absl::StatusOr<Limits> ParseLimitArgs(const LimitArgs& args) {
+  Limits limits;
+  if (!args.memory.empty()) {
+    absl::StatusOr<int64_t> bytes = ParseSize(args.memory);
+    if (!bytes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--memory: ", bytes.status().message()));
+    }
+    if (*bytes <= 0) {
+      return absl::InvalidArgumentError("--memory must be positive");
+    }
+    limits.memory_bytes = *bytes;
+  }
+  if (!args.cpus.empty()) {
+    double cpus;
+    if (!absl::SimpleAtod(args.cpus, &cpus) || !std::isfinite(cpus) ||
+        cpus <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid --cpus \"", args.cpus, "\": expected a positive number"));
+    }
+    limits.cpus = cpus;
+  }
+  if (!args.pids.empty()) {
+    int64_t pids;
+    if (!absl::SimpleAtoi(args.pids, &pids) || pids <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid --pids \"", args.pids, "\": expected a positive integer"));
+    }
+    limits.pids = pids;
+  }
+  return limits;
+}
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string StateName(v1::SandboxState state) {
+  std::string name = v1::SandboxState_Name(state);
+  constexpr absl::string_view kPrefix = "SANDBOX_STATE_";
+  if (absl::StartsWith(name, kPrefix)) name.erase(0, kPrefix.size());
+  return name.empty() ? absl::StrCat("STATE_", static_cast<int>(state)) : name;
+}
+
+}  // namespace sbx::cli

@@ -1,0 +1,106 @@
+// sbx: the command-line client of sbxd. Parses the command line with CLI11
+// into the plain structs of commands.h and hands over to one verb.
+#include <csignal>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "cli/commands.h"
+#include "sbx/version.h"
+
+namespace sbx::cli {
+namespace {
+
+void AddLimitOptions(CLI::App& command, LimitArgs& limits) {
+  command.add_option("--memory", limits.memory,
+                     "memory limit, e.g. 256M or 1G (swap is always off)");
+  command.add_option("--cpus", limits.cpus, "cpu quota, e.g. 0.5 or 2");
+  command.add_option("--pids", limits.pids, "max tasks (processes + threads)");
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"sbx: run untrusted code in sandboxes served by sbxd", "sbx"};
+  app.set_version_flag("--version", SBX_VERSION_STRING);
+  app.require_subcommand(1);
+  app.fallthrough();  // --server may also follow the verb
+
+  GlobalArgs global;
+  app.add_option("--server", global.server,
+                 "sbxd address: unix:///path, /path or host:port "
+                 "(default: unix:///run/sbx/sbxd.sock)")
+      ->envname("SBX_SERVER");
+
+  CreateArgs create;
+  CLI::App* create_cmd =
+      app.add_subcommand("create", "Create a sandbox and print its id");
+  create_cmd->add_option("--image", create.image, "image (default: host)");
+  AddLimitOptions(*create_cmd, create.limits);
+  create_cmd->add_option("--ttl", create.ttl,
+                         "destroy it after this long, e.g. 30m");
+  create_cmd->add_option("--label", create.labels, "label k=v (repeatable)");
+  create_cmd->add_option("--env", create.env,
+                         "default env K=V of every exec (repeatable)");
+
+  ExecArgs exec;
+  CLI::App* exec_cmd = app.add_subcommand(
+      "exec", "Run a command in a sandbox; exits with its code (128+N for signal N)");
+  exec_cmd->add_flag("-i,--interactive", exec.interactive,
+                     "stream local stdin to the command");
+  exec_cmd->add_flag("-t,--tty", exec.tty, "run on a pseudo-terminal");
+  exec_cmd->add_option("--timeout", exec.timeout,
+                       "kill the command after this long, e.g. 10s");
+  exec_cmd->add_option("--env", exec.env, "env K=V (repeatable)");
+  exec_cmd->add_option("--cwd", exec.cwd, "working directory");
+  exec_cmd->add_option("--user", exec.user, "user: root or a uid");
+  exec_cmd->add_option("id", exec.id, "sandbox id")->required();
+  exec_cmd->add_option("command", exec.argv, "CMD [ARG...], after --")
+      ->required();
+
+  LimitsArgs limits;
+  CLI::App* limits_cmd = app.add_subcommand(
+      "limits", "Change the limits of a live sandbox");
+  limits_cmd->add_option("id", limits.id, "sandbox id")->required();
+  AddLimitOptions(*limits_cmd, limits.limits);
+
+  LsArgs ls;
+  CLI::App* ls_cmd = app.add_subcommand("ls", "List sandboxes");
+  ls_cmd->add_option("--label", ls.labels,
+                     "only sandboxes with label k=v (repeatable)");
+
+  InspectArgs inspect;
+  CLI::App* inspect_cmd =
+      app.add_subcommand("inspect", "Print a sandbox as JSON");
+  inspect_cmd->add_option("id", inspect.id, "sandbox id")->required();
+
+  RmArgs rm;
+  CLI::App* rm_cmd = app.add_subcommand(
+      "rm", "Destroy sandboxes (an unknown id is not an error)");
+  rm_cmd->add_option("id", rm.ids, "sandbox ids")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "sbx: " << e.what() << "\n"
+              << "Run 'sbx --help' or 'sbx COMMAND --help' for usage.\n";
+    return kExitUsage;
+  }
+
+  if (*create_cmd) return RunCreate(global, create);
+  if (*exec_cmd) return RunExec(global, exec);
+  if (*limits_cmd) return RunLimits(global, limits);
+  if (*ls_cmd) return RunLs(global, ls);
+  if (*inspect_cmd) return RunInspect(global, inspect);
+  if (*rm_cmd) return RunRm(global, rm);
+  return kExitUsage;  // unreachable: require_subcommand(1)
+}
+
+}  // namespace
+}  // namespace sbx::cli
+
+int main(int argc, char** argv) {
+  // A closed stdout (`sbx exec ... | head`) must surface as EPIPE, not kill
+  // us before the remote command is cancelled.
+  std::signal(SIGPIPE, SIG_IGN);
+  return sbx::cli::Main(argc, argv);
+}
