@@ -9,6 +9,19 @@
 // `parent` is relative to the cgroup sbxd itself runs in (from
 // /proc/self/cgroup), so sbxd only ever creates cgroups below its own.
 //
+// v2 and the "no internal processes" rule: controllers can be enabled in a
+// cgroup's cgroup.subtree_control only while it holds no processes (the root
+// cgroup excepted). So when sbxd's own cgroup <own> is not the root, Create
+// first moves sbxd (getpid()) into a leaf <own>/<parent>.daemon, then enables
+// memory, pids and cpu in <own>/cgroup.subtree_control and then in
+// <own>/<parent>/cgroup.subtree_control. Other processes sharing <own> make
+// this fail with FAILED_PRECONDITION naming them: run sbxd in a cgroup of its
+// own (e.g. a systemd service with Delegate=yes). A restarted sbxd that
+// finds itself in <parent>.daemon already uses that leaf's parent as <own>.
+// When <own> is the true root cgroup, the parent is simply <root>/<parent>
+// (the root of a cgroup namespace also reads "/", but is not the true root
+// and is handled like any other cgroup).
+//
 // Thread-safety: a CgroupManager may be used from any thread. A Cgroup is
 // used by one owner at a time.
 #ifndef SBX_SERVER_ENGINE_CGROUP_H_
@@ -97,6 +110,12 @@ class CgroupManager {
 
   // The parent directories (one per hierarchy on v1).
   virtual std::vector<std::string> ParentPaths() const = 0;
+
+  // Removes the parent directories at shutdown (a directory already gone is
+  // fine). FAILED_PRECONDITION, naming them, while children or processes
+  // remain. On v2 the <parent>.daemon leaf holding sbxd is left in place: it
+  // cannot be removed while sbxd runs, and a restart reuses it.
+  virtual absl::Status RemoveParentIfEmpty() = 0;
 };
 
 }  // namespace sbx::engine
