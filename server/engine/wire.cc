@@ -28,6 +28,7 @@ const char* ExecStepName(uint32_t step) {
     case kExecStepIdentity: return "switching user";
     case kExecStepPrivileges: return "dropping privileges";
     case kExecStepExec: return "exec";
+    case kExecStepSeccomp: return "installing the syscall filter";
     default: return "starting";
   }
 }

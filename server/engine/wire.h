@@ -77,6 +77,7 @@ enum ExecStep : uint32_t {
   kExecStepIdentity,
   kExecStepPrivileges,
   kExecStepExec,
+  kExecStepSeccomp,
 };
 const char* ExecStepName(uint32_t step);
 

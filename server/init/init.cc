@@ -30,6 +30,7 @@
 
 #include "server/engine/wire.h"
 #include "server/init/init.h"
+#include "server/init/seccomp_filter.h"
 
 extern char** environ;
 
@@ -86,6 +87,12 @@ struct ChildError {
   uint32_t step;
   int32_t err;
 };
+
+// The syscall filter of every command: compiled once by RunSandboxInit before
+// any fork (compiling allocates), only loaded by the children. A failed build
+// is kept so that every exec fails with its errno instead of running unfiltered.
+SeccompFilter g_seccomp_filter;
+int g_seccomp_build_error = 0;
 
 [[noreturn]] void ChildFail(int err_pipe, uint32_t step, int err) {
   ChildError e{step, err};
@@ -154,6 +161,11 @@ void ResetSignals() {
   ::setrlimit(RLIMIT_CORE, &core);
   if (int err = DropPrivileges(req.uid, req.gid); err != 0) {
     ChildFail(err_pipe, wire::kExecStepPrivileges, err);
+  }
+  // After no_new_privs (set by DropPrivileges), which an unprivileged filter needs.
+  if (int err = g_seccomp_build_error != 0 ? g_seccomp_build_error : g_seccomp_filter.Load();
+      err != 0) {
+    ChildFail(err_pipe, wire::kExecStepSeccomp, err);
   }
   std::vector<char*> argv;
   for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -476,6 +488,7 @@ void Server::Run() {
     FailSetup(ready, step, err);
   }
   ::close(fds.root_dir);
+  g_seccomp_build_error = SeccompFilter::Build(&g_seccomp_filter);
   // No one inside may ptrace or read the init (/proc/1/environ, /proc/1/exe).
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   sigset_t mask;
