@@ -1,0 +1,291 @@
+// Exec: streamed stdio, exit codes, signals, timeouts, concurrency, cancel,
+// TTY, back-pressure.
+#include <google/protobuf/util/time_util.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <regex>
+#include <thread>
+
+#include "daemon.h"
+#include "proc_util.h"
+
+namespace sbx::it {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class ExecTest : public DaemonTest {
+ protected:
+  static void SetUpTestSuite() { StartDaemon(); }
+  static void TearDownTestSuite() { StopDaemon(); }
+};
+
+TEST_F(ExecTest, EchoRoundTrip) {
+  SBX_SANDBOX(sb);
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"echo", "hello"}));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_TRUE(r.started) << r.Describe();
+  EXPECT_GT(r.pid, 0) << r.Describe();
+  EXPECT_EQ(r.out, "hello\n");
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(r.exit->exit_code(), 0);
+  EXPECT_EQ(r.exit->signal(), 0);
+  EXPECT_EQ(r.exit->verdict(), v1::VERDICT_OK);
+  EXPECT_FALSE(r.exit->timed_out());
+  // started comes first, exit last.
+  ASSERT_FALSE(r.order.empty());
+  EXPECT_EQ(r.order.front(), 's') << r.order;
+  EXPECT_EQ(r.order.back(), 'x') << r.order;
+  EXPECT_EQ(std::count(r.order.begin(), r.order.end(), 'x'), 1) << r.order;
+}
+
+TEST_F(ExecTest, StdinHashedBySha256sum) {
+  SBX_SANDBOX(sb);
+  const std::string data = RandomBytes(10 << 20, 42);
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"sha256sum"}), data, seconds(60));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 0) << r.Describe();
+  EXPECT_EQ(r.out, Sha256Hex(data) + "  -\n");
+}
+
+TEST_F(ExecTest, CatRoundTripsTenMiBByteForByte) {
+  SBX_SANDBOX(sb);
+  const std::string data = RandomBytes(10 << 20, 7);
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"cat"}), data, seconds(60));
+  ASSERT_TRUE(r.Ok()) << r.Describe().substr(0, 300);
+  EXPECT_EQ(r.exit->exit_code(), 0);
+  ASSERT_EQ(r.out.size(), data.size());
+  EXPECT_TRUE(r.out == data) << "cat output differs from its input";
+}
+
+TEST_F(ExecTest, StdoutAndStderrAreSeparate) {
+  SBX_SANDBOX(sb);
+  ExecResult r = Sh(stub(), sb.id(), "echo out; echo err >&2");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+  EXPECT_EQ(r.exit->exit_code(), 0);
+}
+
+TEST_F(ExecTest, OutputIsStreamedAsProduced) {
+  SBX_SANDBOX(sb);
+  ExecSession s(stub(), seconds(20));
+  ASSERT_TRUE(s.Start(MakeStart(sb.id(), {"sh", "-c", "echo first; sleep 2; echo second"})));
+  ASSERT_TRUE(s.CloseStdin());
+  ASSERT_TRUE(s.ReadStdoutAtLeast(6)) << "stream ended early";
+  EXPECT_FALSE(s.exit.has_value()) << "stdout arrived only with the exit";
+  double first = std::chrono::duration<double>(*s.first_stdout_at - s.begun).count();
+  EXPECT_LT(first, 1.5) << "first line arrived after " << first << " s; held until exit?";
+  grpc::Status st = s.Finish();
+  ASSERT_TRUE(st.ok()) << StatusText(st);
+  EXPECT_EQ(s.out, "first\nsecond\n");
+}
+
+TEST_F(ExecTest, ExitCodeIsReported) {
+  SBX_SANDBOX(sb);
+  ExecResult r = Sh(stub(), sb.id(), "exit 3");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 3);
+  EXPECT_EQ(r.exit->signal(), 0);
+  EXPECT_EQ(r.exit->verdict(), v1::VERDICT_RUNTIME_ERROR);
+}
+
+TEST_F(ExecTest, TerminatingSignalIsReported) {
+  SBX_SANDBOX(sb);
+  ExecResult r = Sh(stub(), sb.id(), "kill -SEGV $$");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->signal(), 11) << r.Describe();
+  EXPECT_EQ(r.exit->verdict(), v1::VERDICT_SIGNALED) << r.Describe();
+}
+
+TEST_F(ExecTest, ClientSignalReachesCommand) {
+  SBX_SANDBOX(sb);
+  ExecSession s(stub(), seconds(20));
+  ASSERT_TRUE(s.Start(MakeStart(sb.id(), {"sleep", "100"})));
+  ASSERT_TRUE(s.WaitStarted()) << "no started message";
+  ASSERT_TRUE(s.SendSignal(15));
+  grpc::Status st = s.Finish();
+  ASSERT_TRUE(st.ok()) << StatusText(st);
+  ASSERT_TRUE(s.exit.has_value());
+  EXPECT_EQ(s.exit->signal(), 15);
+  EXPECT_EQ(s.exit->verdict(), v1::VERDICT_SIGNALED);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - s.begun).count(),
+            10.0);
+}
+
+TEST_F(ExecTest, TimeoutKillsCommand) {
+  SBX_SANDBOX(sb);
+  ExecOptions o;
+  o.timeout = milliseconds(500);
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"sleep", "100"}, o));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_TRUE(r.exit->timed_out()) << r.Describe();
+  EXPECT_NE(r.exit->signal(), 0) << "not killed: " << r.Describe();
+  EXPECT_EQ(r.exit->verdict(), v1::VERDICT_WALL_TIME_LIMIT) << r.Describe();
+  EXPECT_LT(r.seconds, 3.0) << r.Describe();
+  EXPECT_GE(TimeUtil::DurationToMilliseconds(r.exit->wall_time()), 450) << r.Describe();
+}
+
+TEST_F(ExecTest, WallAndCpuTimeAreReported) {
+  SBX_SANDBOX(sb);
+  ExecResult r = Sh(stub(), sb.id(), "sleep 0.3; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 0);
+  EXPECT_GE(TimeUtil::DurationToMilliseconds(r.exit->wall_time()), 300);
+  EXPECT_GT(TimeUtil::DurationToMicroseconds(r.exit->cpu_time()), 0);
+  EXPECT_LE(TimeUtil::DurationToMilliseconds(r.exit->wall_time()), r.seconds * 1000 + 50);
+}
+
+TEST_F(ExecTest, TwentyConcurrentExecsInOneSandbox) {
+  SBX_SANDBOX(sb);
+  constexpr int kN = 20;
+  std::vector<ExecResult> results(kN);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kN; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = RunExec(stub(),
+                           MakeStart(sb.id(), {"sh", "-c", "sleep 0.5; echo out-$1; echo err-$1 >&2; exit $(($1 % 7))",
+                                               "sh", std::to_string(i)}),
+                           "", seconds(60));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kN; ++i) {
+    const auto& r = results[i];
+    ASSERT_TRUE(r.Ok()) << "exec " << i << ": " << r.Describe();
+    EXPECT_EQ(r.out, "out-" + std::to_string(i) + "\n") << "exec " << i;
+    EXPECT_EQ(r.err, "err-" + std::to_string(i) + "\n") << "exec " << i;
+    EXPECT_EQ(r.exit->exit_code(), i % 7) << "exec " << i;
+  }
+}
+
+TEST_F(ExecTest, ExecsAcrossThreeSandboxesAtOnce) {
+  SBX_SANDBOX(a);
+  SBX_SANDBOX(b);
+  SBX_SANDBOX(c);
+  const std::string ids[3] = {a.id(), b.id(), c.id()};
+  constexpr int kPerSandbox = 4;
+  std::vector<ExecResult> results(3 * kPerSandbox);
+  std::vector<std::thread> threads;
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < kPerSandbox; ++i) {
+      threads.emplace_back([&, s, i] {
+        const std::string data = RandomBytes(256 << 10, s * 100 + i);
+        results[s * kPerSandbox + i] =
+            RunExec(stub(), MakeStart(ids[s], {"sh", "-c", "cat /proc/sys/kernel/hostname; sha256sum"}),
+                    data, seconds(60));
+        results[s * kPerSandbox + i].order = Sha256Hex(data);  // expected hash
+      });
+    }
+  }
+  for (auto& t : threads) t.join();
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < kPerSandbox; ++i) {
+      const auto& r = results[s * kPerSandbox + i];
+      ASSERT_TRUE(r.Ok()) << r.Describe();
+      EXPECT_EQ(r.out, ids[s] + "\n" + r.order + "  -\n") << "sandbox " << s << " exec " << i;
+      EXPECT_EQ(r.exit->exit_code(), 0);
+    }
+  }
+}
+
+TEST_F(ExecTest, ClientCancelKillsCommand) {
+  SBX_SANDBOX(sb);
+  int pid;
+  {
+    ExecSession s(stub(), seconds(20));
+    ASSERT_TRUE(s.Start(MakeStart(sb.id(), {"sleep", "1000"})));
+    ASSERT_TRUE(s.WaitStarted()) << "no started message";
+    pid = s.pid;
+    ASSERT_GT(pid, 0);
+    ExecResult alive = Sh(stub(), sb.id(), "test -d /proc/" + std::to_string(pid));
+    ASSERT_TRUE(alive.Ok()) << alive.Describe();
+    ASSERT_EQ(alive.exit->exit_code(), 0) << "sleep is not running before the cancel";
+    s.Cancel();
+    s.Finish();
+  }
+  // /proc/<pid> disappears once the init has reaped the killed command.
+  ExecResult last;
+  bool gone = WaitFor(
+      [&] {
+        last = Sh(stub(), sb.id(), "test -d /proc/" + std::to_string(pid));
+        return last.Ok() && last.exit->exit_code() == 1;
+      },
+      seconds(3), milliseconds(100));
+  EXPECT_TRUE(gone) << "sleep (pid " << pid << " inside) still exists 3 s after the client "
+                    << "cancelled; last check: " << last.Describe();
+}
+
+TEST_F(ExecTest, TtyModeRunsOnPseudoTerminal) {
+  SBX_SANDBOX(sb);
+  ExecOptions o;
+  o.tty = true;
+  o.rows = 30;
+  o.cols = 90;
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"sh", "-c", "tty; stty size"}, o), "",
+                         seconds(20), /*close_stdin=*/false);
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 0) << r.Describe();
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("^/dev/pts/[0-9]+\r?\n"))) << r.out;
+  EXPECT_NE(r.out.find("30 90"), std::string::npos) << r.out;
+}
+
+TEST_F(ExecTest, TtyResizeIsSeenByCommand) {
+  SBX_SANDBOX(sb);
+  ExecOptions o;
+  o.tty = true;
+  o.rows = 24;
+  o.cols = 80;
+  ExecSession s(stub(), seconds(20));
+  // The command waits for a line, so the resize (sent before it) has landed.
+  ASSERT_TRUE(s.Start(MakeStart(sb.id(), {"sh", "-c", "stty size; read x; stty size"}, o)));
+  ASSERT_TRUE(s.WaitStarted());
+  // The first `stty size` has run before the resize is sent.
+  while (s.out.find('\n') == std::string::npos && !s.exit && s.ReadOne()) {
+  }
+  EXPECT_EQ(s.out.substr(0, 5), "24 80") << s.out;
+  ASSERT_TRUE(s.Resize(40, 100));
+  ASSERT_TRUE(s.SendStdin("go\n"));
+  grpc::Status st = s.Finish();
+  ASSERT_TRUE(st.ok()) << StatusText(st);
+  ASSERT_TRUE(s.exit.has_value());
+  EXPECT_EQ(s.exit->exit_code(), 0) << s.out;
+  EXPECT_NE(s.out.find("40 100"), std::string::npos) << s.out;
+}
+
+TEST_F(ExecTest, SlowReaderIsBackPressured) {
+  SBX_SANDBOX(sb);
+  constexpr size_t kTotal = 200u << 20;
+  ExecSession s(stub(), seconds(120));
+  ASSERT_TRUE(s.Start(MakeStart(sb.id(), {"head", "-c", "200M", "/dev/zero"})));
+  ASSERT_TRUE(s.CloseStdin());
+  ASSERT_TRUE(s.ReadStdoutAtLeast(1 << 20)) << "stream ended early";
+  const int64_t rss_before = ProcVmRssKb(daemon().pid());
+  // The client stops reading (this sleep is the scenario, not synchronisation).
+  std::this_thread::sleep_for(seconds(2));
+  const int64_t rss_after = ProcVmRssKb(daemon().pid());
+  EXPECT_LT(rss_after - rss_before, 32 * 1024)
+      << "sbxd RSS grew from " << rss_before << " kB to " << rss_after
+      << " kB while the client did not read";
+  size_t total = s.out.size();
+  s.out.clear();
+  bool all_zero = true;
+  while (!s.exit && s.ReadOne()) {
+    total += s.out.size();
+    if (all_zero && s.out.find_first_not_of('\0') != std::string::npos) all_zero = false;
+    s.out.clear();
+  }
+  grpc::Status st = s.Finish();
+  total += s.out.size();
+  ASSERT_TRUE(st.ok()) << StatusText(st);
+  ASSERT_TRUE(s.exit.has_value());
+  EXPECT_EQ(s.exit->exit_code(), 0);
+  EXPECT_EQ(total, kTotal);
+  EXPECT_TRUE(all_zero);
+}
+
+}  // namespace
+}  // namespace sbx::it

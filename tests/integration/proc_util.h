@@ -1,0 +1,87 @@
+// Host-side helpers for the integration tests: /proc, cgroupfs, mountinfo,
+// files, and running a child program with captured output. Nothing here
+// touches anything the test did not create.
+#ifndef SBX_TESTS_INTEGRATION_PROC_UTIL_H_
+#define SBX_TESTS_INTEGRATION_PROC_UTIL_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sbx::it {
+
+// Polls `condition` every `step` until it is true or `timeout` passed.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds step = std::chrono::milliseconds(20));
+
+std::optional<std::string> ReadFile(const std::string& path);
+bool PathExists(const std::string& path);
+// Names in a directory (no "." / ".."); empty if it cannot be read.
+std::vector<std::string> ListDir(const std::string& dir);
+std::vector<std::string> ListSubdirs(const std::string& dir);
+// Every path below `dir` (recursive, not following symlinks or mounts).
+std::vector<std::string> ListTree(const std::string& dir);
+// rm -rf that stays on one file system.
+void RemoveTree(const std::string& dir);
+
+// ---- processes -----------------------------------------------------------
+// /proc/<pid>/stat field 22; 0 if the process does not exist.
+uint64_t ProcStartTime(pid_t pid);
+// True once `pid` no longer names the process that had `start_time` (or
+// kill(pid, 0) fails with ESRCH); zombies count as alive.
+bool ProcessGone(pid_t pid, uint64_t start_time);
+// Real, effective, saved, fs uid from /proc/<pid>/status.
+std::vector<int64_t> ProcUids(pid_t pid);
+int64_t ProcVmRssKb(pid_t pid);
+int ProcFdCount(pid_t pid);
+int ProcThreadCount(pid_t pid);
+std::vector<pid_t> AllPids();
+// Direct children of `pid` (from /proc/<pid>/task/*/children).
+std::vector<pid_t> ProcChildren(pid_t pid);
+
+// ---- cgroups (v1 on this machine; v2 handled too) --------------------------
+// The cgroup directory this process lives in, for each of memory, pids, cpu,
+// cpuacct (deduplicated when co-mounted; one entry on v2).
+std::vector<std::string> OwnCgroupDirs();
+// <own dir>/<parent> for each hierarchy.
+std::vector<std::string> CgroupParentDirs(const std::string& parent);
+// Pids in cgroup.procs of `dir` and all its descendants.
+std::vector<pid_t> CgroupProcsRecursive(const std::string& dir);
+// SIGKILLs every process in `dir` (recursively) by pid, waits, and removes the
+// directories bottom-up. Only for cgroups the project created.
+void RemoveCgroupTree(const std::string& dir);
+
+// Lines of /proc/self/mountinfo that contain `needle`.
+std::vector<std::string> MountinfoLinesContaining(const std::string& needle);
+// Mount points (from /proc/self/mountinfo) at or below `dir`.
+std::vector<std::string> MountsBelow(const std::string& dir);
+
+// ---- child programs --------------------------------------------------------
+struct ProcessResult {
+  bool started = false;
+  bool timed_out = false;
+  int exit_code = -1;  // valid if signal == 0
+  int signal = 0;
+  std::string out;
+  std::string err;
+  std::string Describe() const;
+};
+// fork+exec `argv` (no shell), feed `stdin_data` then close stdin, capture
+// stdout/stderr; SIGKILL after `timeout`.
+ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string& stdin_data,
+                         std::chrono::milliseconds timeout,
+                         const std::vector<std::string>& extra_env = {});
+
+std::string Sha256Hex(const std::string& data);
+std::string RandomBytes(size_t n, uint64_t seed);
+std::string Trim(const std::string& s);
+std::vector<std::string> SplitLines(const std::string& s);
+
+}  // namespace sbx::it
+
+#endif  // SBX_TESTS_INTEGRATION_PROC_UTIL_H_
