@@ -101,6 +101,31 @@ int g_seccomp_build_error = 0;
   ::_exit(127);
 }
 
+// Limits beside the cgroup: no core dumps (they could leak memory into files
+// and take long to write), bounded descriptors, file size and stack.
+int ApplyRlimits() {
+  struct Limit {
+    int resource;
+    rlim_t soft, hard;
+  };
+  static constexpr Limit kLimits[] = {
+      {RLIMIT_CORE, 0, 0},
+      {RLIMIT_NOFILE, 1024, 1024},
+      {RLIMIT_FSIZE, rlim_t{1} << 30, rlim_t{1} << 30},
+      {RLIMIT_STACK, rlim_t{8} << 20, RLIM_INFINITY},
+  };
+  for (const Limit& l : kLimits) {
+    // Only ever lower: raising a hard limit needs a capability on the host.
+    struct rlimit now;
+    if (::getrlimit(l.resource, &now) != 0) return errno;
+    struct rlimit r;
+    r.rlim_max = std::min(l.hard, now.rlim_max);
+    r.rlim_cur = std::min(l.soft, r.rlim_max);
+    if (::setrlimit(l.resource, &r) != 0) return errno;
+  }
+  return 0;
+}
+
 // Drops every capability for good: bounding set, ambient, and (via the uid
 // change or capset for root) the effective/permitted/inheritable sets.
 int DropPrivileges(uint32_t uid, uint32_t gid) {
@@ -157,8 +182,7 @@ void ResetSignals() {
   // Everything above 2 closes on exec; the error pipe must stay open until then.
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   if (::chdir(req.cwd.c_str()) != 0) ChildFail(err_pipe, wire::kExecStepCwd, errno);
-  struct rlimit core = {0, 0};
-  ::setrlimit(RLIMIT_CORE, &core);
+  if (int err = ApplyRlimits(); err != 0) ChildFail(err_pipe, wire::kExecStepPrivileges, err);
   if (int err = DropPrivileges(req.uid, req.gid); err != 0) {
     ChildFail(err_pipe, wire::kExecStepPrivileges, err);
   }

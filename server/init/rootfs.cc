@@ -42,6 +42,18 @@ constexpr const char* kHostEtcEntries[] = {
     "perl", "mailcap", "environment", "shells", "login.defs", "locale.alias",
 };
 
+// /proc entries that leak host information or kernel attack surface: files
+// are covered with /dev/null, directories with an empty read-only tmpfs.
+constexpr const char* kMaskedProcPaths[] = {
+    "proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug",
+    "proc/latency_stats", "proc/acpi", "proc/scsi",
+};
+
+// /proc entries that must never be written from a sandbox.
+constexpr const char* kReadOnlyProcPaths[] = {
+    "proc/sys", "proc/sysrq-trigger", "proc/bus", "proc/fs", "proc/irq",
+};
+
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 
 // Merged-usr top-level names, linked or bound to the host's.
@@ -156,6 +168,29 @@ Failure BuildEtc(const wire::SpawnRequest& req) {
   return Ok();
 }
 
+Failure MountProc() {
+  TRY(wire::kStepProc, ::mkdir("proc", 0555));
+  TRY(wire::kStepProc,
+      ::mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+  for (const char* path : kMaskedProcPaths) {
+    struct stat st;
+    if (::lstat(path, &st) != 0) continue;  // not in this kernel
+    if (S_ISDIR(st.st_mode)) {
+      TRY(wire::kStepProc, MountTmpfs(path, "size=0,nr_inodes=1,mode=0555",
+                                      MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+    } else {
+      TRY(wire::kStepProc, ::mount("/dev/null", path, nullptr, MS_BIND, nullptr));
+    }
+  }
+  for (const char* path : kReadOnlyProcPaths) {
+    if (::access(path, F_OK) != 0) continue;
+    TRY(wire::kStepProc, ::mount(path, path, nullptr, MS_BIND | MS_REC, nullptr));
+    TRY(wire::kStepProc, SetAttr(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                           MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true));
+  }
+  return Ok();
+}
+
 Failure BuildDev(const wire::SpawnRequest& req) {
   TRY(wire::kStepDev, ::mkdir("dev", 0755));
   TRY(wire::kStepDev, MountTmpfs("dev", "size=64k,nr_inodes=64,mode=0755",
@@ -178,19 +213,26 @@ Failure BuildDev(const wire::SpawnRequest& req) {
   TRY(wire::kStepDev, ::symlink("/proc/self/fd/1", "dev/stdout"));
   TRY(wire::kStepDev, ::symlink("/proc/self/fd/2", "dev/stderr"));
   TRY(wire::kStepDev, ::mkdir("dev/shm", 01777));
-  TRY(wire::kStepDev, MountTmpfs("dev/shm", "mode=1777,size=" + std::to_string(req.shm_bytes),
+  TRY(wire::kStepDev, MountTmpfs("dev/shm", "mode=1777,nr_inodes=4096,size=" + std::to_string(req.shm_bytes),
                                  MS_NOSUID | MS_NODEV));
   TRY(wire::kStepDev, SetAttr("dev", MOUNT_ATTR_RDONLY, false));
   return Ok();
 }
 
+// One inode per 4 KiB of capacity, at least 1024: enough for source trees,
+// and a file-creation loop ends in ENOSPC instead of eating kernel memory.
+int64_t InodeCap(int64_t bytes) { return bytes / 4096 < 1024 ? 1024 : bytes / 4096; }
+
 Failure MountScratch(const wire::SpawnRequest& req) {
   TRY(wire::kStepScratch, ::mkdir("tmp", 01777));
   TRY(wire::kStepScratch,
-      MountTmpfs("tmp", "mode=1777,size=" + std::to_string(req.tmp_bytes), MS_NOSUID | MS_NODEV));
+      MountTmpfs("tmp", "mode=1777,nr_inodes=" + std::to_string(InodeCap(req.tmp_bytes)) +
+                                    ",size=" + std::to_string(req.tmp_bytes),
+                 MS_NOSUID | MS_NODEV));
   TRY(wire::kStepScratch, ::mkdir("work", 0755));
   const std::string work = "mode=0755,uid=" + std::to_string(kSandboxUid) +
                            ",gid=" + std::to_string(kSandboxUid) +
+                           ",nr_inodes=" + std::to_string(InodeCap(req.work_bytes)) +
                            ",size=" + std::to_string(req.work_bytes);
   TRY(wire::kStepScratch, MountTmpfs("work", work, MS_NOSUID | MS_NODEV));
   TRY(wire::kStepScratch, ::mkdir("root", 0700));
@@ -223,9 +265,7 @@ Failure Build(const wire::SpawnRequest& req, int root_dir) {
 
   if (Failure f = MountUsr(); f.err != 0) return f;
   if (Failure f = BuildEtc(req); f.err != 0) return f;
-  TRY(wire::kStepProc, ::mkdir("proc", 0555));
-  TRY(wire::kStepProc,
-      ::mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+  if (Failure f = MountProc(); f.err != 0) return f;
   if (Failure f = BuildDev(req); f.err != 0) return f;
   if (Failure f = MountScratch(req); f.err != 0) return f;
 
