@@ -1,0 +1,541 @@
+#include "server/api/exec_reactor.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "server/api/convert.h"
+#include "server/api/log.h"
+#include "server/api/status.h"
+#include "server/common/status.h"
+#include "server/common/unique_fd.h"
+#include "server/engine/sandbox.h"
+
+namespace sbx::api {
+namespace {
+
+constexpr size_t kChunkBytes = 64 << 10;
+// After the command exits, output is still read until EOF; a background
+// process that keeps the pipe open is given this long once the pipe is empty.
+constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
+
+}  // namespace
+
+// The state of one Exec call. Loop thread only (see exec_reactor.h).
+class ExecSession {
+ public:
+  ExecSession(ExecReactor* reactor, IoLoop& loop) : reactor_(reactor), loop_(loop) {}
+  ~ExecSession() { CloseAll(); }
+
+  // The command started (or not).
+  void Begin(std::string sandbox_id, bool tty, absl::StatusOr<engine::ExecChannel> channel);
+  // The first message was not a usable start.
+  void Reject(absl::Status status) { Fail(std::move(status)); }
+  void OnClientMessage(bool ok, v1::ExecRequest request);
+  void OnWriteDone(bool ok);
+  void OnCancel() { Fail(absl::CancelledError("the client cancelled the exec")); }
+  // The reactor is gone; drop everything.
+  void OnDone() {
+    reactor_ = nullptr;
+    CloseAll();
+  }
+
+ private:
+  enum Slot { kOut = 0, kErr = 1, kIn = 2, kCtl = 3, kSlots = 4 };
+
+  struct Outgoing {
+    v1::ExecResponse message;
+    int source = -1;  // kOut / kErr: that fd is re-armed once it is written
+    bool exit = false;
+  };
+
+  // Finished, or about to once the write in flight completes.
+  bool stopping() const { return finished_ || finish_after_write_.has_value(); }
+  int StdinSlot() const { return tty_ ? kOut : kIn; }
+  bool OutputOpen(int slot) const { return fds_[slot].valid() && !eof_[slot]; }
+  uint32_t Interest(int slot) const;
+  void Rearm(int slot);
+  absl::Status Register(int slot);
+  void OnEvent(int slot, uint32_t events);
+
+  void ReadNext();
+  void HandleStdin(std::string data);
+  bool FlushStdin();  // true once the buffer is empty
+  void CloseStdin();
+  void ReadOutput(int slot);
+  void CloseFd(int slot);
+  void OnControlReadable();
+  void OnDrainDeadline();
+  void MaybeSendExit();
+
+  void Queue(Outgoing out);
+  void MaybeStartWrite();
+  void Fail(absl::Status status);
+  void Finish(const absl::Status& status);
+  void KillCommand();
+  void CloseAll();
+
+  ExecReactor* reactor_;  // null after OnDone
+  IoLoop& loop_;
+  std::string sandbox_id_;
+  bool tty_ = false;
+  pid_t pid_ = 0;
+
+  UniqueFd fds_[kSlots];
+  uint64_t regs_[kSlots] = {0, 0, 0, 0};
+  bool eof_[2] = {false, false};
+  bool pending_[2] = {false, false};  // a chunk of this fd is queued or in flight
+
+  std::string stdin_buf_;
+  size_t stdin_off_ = 0;
+  bool stdin_closed_ = false;
+  bool reads_done_ = false;     // the client half-closed; no more StartRead
+  bool read_waiting_ = false;   // the next read waits for stdin to drain
+
+  std::optional<engine::ExecExit> exit_;
+  bool exit_queued_ = false;
+  bool drain_expired_ = false;
+  uint64_t drain_timer_ = 0;
+
+  std::deque<Outgoing> queue_;
+  Outgoing current_;
+  bool write_in_flight_ = false;
+  std::optional<absl::Status> finish_after_write_;
+  bool finished_ = false;
+};
+
+// ---- the reactor ---------------------------------------------------------------
+
+ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop)
+    : manager_(manager), loop_(loop), session_(std::make_shared<ExecSession>(this, loop)) {
+  StartRead(&request_);
+}
+
+void ExecReactor::OnReadDone(bool ok) {
+  if (!first_read_) {
+    loop_.Post([s = session_, ok, r = std::move(request_)]() mutable {
+      s->OnClientMessage(ok, std::move(r));
+    });
+    return;
+  }
+  first_read_ = false;
+  if (!ok) {
+    loop_.Post([s = session_] {
+      s->Reject(absl::InvalidArgumentError("the stream ended before a start message"));
+    });
+    return;
+  }
+  if (!request_.has_start()) {
+    loop_.Post([s = session_] {
+      s->Reject(absl::InvalidArgumentError("the first message must be `start`"));
+    });
+    return;
+  }
+  const v1::ExecStart& start = request_.start();
+  absl::StatusOr<engine::ExecChannel> channel;
+  if (start.sandbox_id().empty()) {
+    channel = absl::InvalidArgumentError("start.sandbox_id: must not be empty");
+  } else {
+    absl::StatusOr<manager::ExecParams> params = FromProto(start);
+    channel = params.ok() ? manager_.StartExec(start.sandbox_id(), *params) : params.status();
+  }
+  loop_.Post([s = session_, id = start.sandbox_id(), tty = start.tty(),
+              c = std::move(channel)]() mutable { s->Begin(id, tty, std::move(c)); });
+}
+
+void ExecReactor::OnWriteDone(bool ok) {
+  loop_.Post([s = session_, ok] { s->OnWriteDone(ok); });
+}
+
+void ExecReactor::OnCancel() {
+  loop_.Post([s = session_] { s->OnCancel(); });
+}
+
+void ExecReactor::OnDone() {
+  loop_.Post([s = std::move(session_)] { s->OnDone(); });
+  delete this;
+}
+
+// ---- start --------------------------------------------------------------------
+
+void ExecSession::Begin(std::string sandbox_id, bool tty,
+                        absl::StatusOr<engine::ExecChannel> channel) {
+  sandbox_id_ = std::move(sandbox_id);
+  if (!channel.ok()) {
+    Finish(channel.status());
+    if (channel.status().code() == absl::StatusCode::kUnavailable ||
+        channel.status().code() == absl::StatusCode::kInternal) {
+      Log().warn("sandbox {}: exec could not start: {}", sandbox_id_,
+                 channel.status().ToString());
+    }
+    return;
+  }
+  tty_ = tty;
+  pid_ = channel->pid;
+  fds_[kCtl] = std::move(channel->control);
+  if (tty_) {
+    fds_[kOut] = std::move(channel->pty);
+    eof_[kErr] = true;
+  } else {
+    fds_[kOut] = std::move(channel->stdout_fd);
+    fds_[kErr] = std::move(channel->stderr_fd);
+    fds_[kIn] = std::move(channel->stdin_fd);
+  }
+  if (finished_) {  // cancelled while the command was being started
+    KillCommand();
+    CloseAll();
+    return;
+  }
+  for (int slot = 0; slot < kSlots; ++slot) {
+    if (!fds_[slot].valid()) continue;
+    if (absl::Status s = Register(slot); !s.ok()) {
+      Log().error("sandbox {}: exec pid {}: {}", sandbox_id_, pid_, s.ToString());
+      Fail(Annotate(s, "exec"));
+      return;
+    }
+  }
+  Outgoing started;
+  started.message.mutable_started()->set_pid(pid_);
+  Queue(std::move(started));
+  ReadNext();
+}
+
+absl::Status ExecSession::Register(int slot) {
+  absl::StatusOr<uint64_t> id =
+      loop_.Add(fds_[slot].get(), Interest(slot), [this, slot](uint32_t events) {
+        OnEvent(slot, events);
+      });
+  if (!id.ok()) return id.status();
+  regs_[slot] = *id;
+  return absl::OkStatus();
+}
+
+uint32_t ExecSession::Interest(int slot) const {
+  uint32_t events = 0;
+  if ((slot == kOut || slot == kErr) && OutputOpen(slot) && !pending_[slot]) {
+    events |= EPOLLIN;
+  }
+  if (slot == StdinSlot() && stdin_off_ < stdin_buf_.size()) events |= EPOLLOUT;
+  if (slot == kCtl && fds_[kCtl].valid()) events |= EPOLLIN;
+  return events;
+}
+
+void ExecSession::Rearm(int slot) {
+  if (regs_[slot] == 0 || finished_) return;
+  if (absl::Status s = loop_.Modify(regs_[slot], Interest(slot)); !s.ok()) {
+    Log().error("sandbox {}: exec pid {}: {}", sandbox_id_, pid_, s.ToString());
+    Fail(Annotate(s, "exec"));
+  }
+}
+
+void ExecSession::OnEvent(int slot, uint32_t events) {
+  if (finished_) return;
+  if (slot == kCtl) {
+    OnControlReadable();
+    return;
+  }
+  const bool any = events & (EPOLLERR | EPOLLHUP);
+  if (slot == StdinSlot() && stdin_off_ < stdin_buf_.size() && (events & EPOLLOUT || any)) {
+    if (FlushStdin() && read_waiting_) {
+      read_waiting_ = false;
+      ReadNext();
+    }
+  }
+  if ((slot == kOut || slot == kErr) && OutputOpen(slot) && !pending_[slot] &&
+      (events & EPOLLIN || any)) {
+    ReadOutput(slot);
+  }
+  Rearm(slot);
+}
+
+// ---- client -> command ----------------------------------------------------------
+
+void ExecSession::ReadNext() {
+  if (stopping() || reads_done_ || reactor_ == nullptr) return;
+  reactor_->ReadNext();
+}
+
+void ExecSession::OnClientMessage(bool ok, v1::ExecRequest request) {
+  if (stopping()) return;
+  if (!ok) {
+    // The client half-closed its side: that ends stdin, not the command.
+    reads_done_ = true;
+    CloseStdin();
+    return;
+  }
+  switch (request.msg_case()) {
+    case v1::ExecRequest::kStdin:
+      HandleStdin(std::move(*request.mutable_stdin()));
+      return;
+    case v1::ExecRequest::kStdinClose:
+      CloseStdin();
+      break;
+    case v1::ExecRequest::kSignal: {
+      const int signo = request.signal();
+      if (signo < 1 || signo > SIGRTMAX) {
+        Fail(absl::InvalidArgumentError(absl::StrCat("signal: ", signo, " is not a signal")));
+        return;
+      }
+      if (fds_[kCtl].valid() && !exit_) {
+        absl::Status s = engine::SendExecSignal(fds_[kCtl].get(), signo);
+        if (!s.ok()) Log().warn("sandbox {}: exec pid {}: {}", sandbox_id_, pid_, s.ToString());
+      }
+      break;
+    }
+    case v1::ExecRequest::kResize: {
+      const auto& size = request.resize();
+      if (size.rows() == 0 || size.cols() == 0 || size.rows() > 65535 || size.cols() > 65535) {
+        Fail(absl::InvalidArgumentError("resize: rows and cols must be 1..65535"));
+        return;
+      }
+      if (tty_ && fds_[kOut].valid()) {
+        absl::Status s = engine::ResizePty(fds_[kOut].get(), size.rows(), size.cols());
+        if (!s.ok()) Log().warn("sandbox {}: exec pid {}: {}", sandbox_id_, pid_, s.ToString());
+      }
+      break;
+    }
+    case v1::ExecRequest::kStart:
+      Fail(absl::InvalidArgumentError("`start` may only be the first message"));
+      return;
+    case v1::ExecRequest::MSG_NOT_SET:
+      break;  // a field this server does not know; ignore it
+  }
+  ReadNext();
+}
+
+void ExecSession::HandleStdin(std::string data) {
+  if (stdin_closed_ || data.empty()) {
+    ReadNext();
+    return;
+  }
+  stdin_buf_ = std::move(data);
+  stdin_off_ = 0;
+  if (FlushStdin()) {
+    ReadNext();
+  } else {
+    // Back-pressure: no new read from the client until this is written.
+    read_waiting_ = true;
+    Rearm(StdinSlot());
+  }
+}
+
+bool ExecSession::FlushStdin() {
+  const int fd = fds_[StdinSlot()].get();
+  while (stdin_off_ < stdin_buf_.size()) {
+    ssize_t n = ::write(fd, stdin_buf_.data() + stdin_off_, stdin_buf_.size() - stdin_off_);
+    if (n >= 0) {
+      stdin_off_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return false;
+    // EPIPE / EIO: the command does not read its input any more. Drop it.
+    stdin_buf_.clear();
+    stdin_off_ = 0;
+    if (!tty_) CloseStdin();
+    return true;
+  }
+  stdin_buf_.clear();
+  stdin_off_ = 0;
+  return true;
+}
+
+void ExecSession::CloseStdin() {
+  if (stdin_closed_) return;
+  stdin_closed_ = true;
+  stdin_buf_.clear();
+  stdin_off_ = 0;
+  if (tty_) {
+    // A terminal has no half-close: send the EOF character, as a user would.
+    if (fds_[kOut].valid()) (void)!::write(fds_[kOut].get(), "\x04", 1);
+    return;
+  }
+  CloseFd(kIn);
+}
+
+// ---- command -> client ----------------------------------------------------------
+
+void ExecSession::ReadOutput(int slot) {
+  std::string chunk(kChunkBytes, '\0');
+  ssize_t n;
+  do {
+    n = ::read(fds_[slot].get(), chunk.data(), chunk.size());
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    chunk.resize(static_cast<size_t>(n));
+    Outgoing out;
+    if (slot == kOut) {
+      out.message.set_stdout(std::move(chunk));
+    } else {
+      out.message.set_stderr(std::move(chunk));
+    }
+    out.source = slot;
+    pending_[slot] = true;
+    Queue(std::move(out));
+    return;
+  }
+  if (n < 0 && errno == EAGAIN && !drain_expired_) return;
+  // EOF; EIO on a pty master once the terminal is closed; or, after the
+  // command exited and the drain time passed, an empty pipe.
+  eof_[slot] = true;
+  CloseFd(slot);
+  MaybeSendExit();
+}
+
+void ExecSession::CloseFd(int slot) {
+  if (regs_[slot] != 0) loop_.Remove(regs_[slot]);
+  regs_[slot] = 0;
+  fds_[slot].reset();
+  if (tty_ && slot == kOut) {
+    stdin_closed_ = true;
+    stdin_buf_.clear();
+    stdin_off_ = 0;
+    if (read_waiting_) {
+      read_waiting_ = false;
+      ReadNext();
+    }
+  }
+}
+
+void ExecSession::OnControlReadable() {
+  absl::StatusOr<engine::ExecExit> exit = engine::ReadExecExit(fds_[kCtl].get());
+  if (!exit.ok()) {
+    if (exit.status().code() == absl::StatusCode::kFailedPrecondition) {
+      Rearm(kCtl);  // nothing there yet
+      return;
+    }
+    if (exit.status().code() == absl::StatusCode::kUnavailable) {
+      Log().warn("sandbox {}: exec pid {}: the sandbox went away", sandbox_id_, pid_);
+      CloseFd(kCtl);  // nobody left to signal
+      Fail(absl::UnavailableError(absl::StrCat("sandbox ", sandbox_id_, " died")));
+      return;
+    }
+    Log().error("sandbox {}: exec pid {}: {}", sandbox_id_, pid_, exit.status().ToString());
+    Fail(Annotate(exit.status(), "reading the exit of the command"));
+    return;
+  }
+  exit_ = *exit;
+  CloseFd(kCtl);
+  drain_timer_ = loop_.AddTimer(absl::Now() + kDrainAfterExit, [this] {
+    drain_timer_ = 0;
+    OnDrainDeadline();
+  });
+  MaybeSendExit();
+}
+
+void ExecSession::OnDrainDeadline() {
+  if (finished_) return;
+  drain_expired_ = true;
+  // An fd with a chunk in flight is read again after the write; one that
+  // waits for data is tried now and closed if empty.
+  for (int slot : {kOut, kErr}) {
+    if (OutputOpen(slot) && !pending_[slot]) {
+      ReadOutput(slot);
+      Rearm(slot);
+    }
+  }
+}
+
+void ExecSession::MaybeSendExit() {
+  if (!exit_ || exit_queued_ || finished_) return;
+  if (OutputOpen(kOut) || OutputOpen(kErr)) return;
+  exit_queued_ = true;
+  if (drain_timer_ != 0) loop_.CancelTimer(drain_timer_);
+  drain_timer_ = 0;
+  Outgoing out;
+  ToProto(*exit_, out.message.mutable_exit());
+  out.exit = true;
+  Log().debug("sandbox {}: exec pid {} exited (status {:#x}, {} us)", sandbox_id_, pid_,
+              exit_->wait_status, exit_->wall_us);
+  Queue(std::move(out));
+}
+
+// ---- writes and the end ---------------------------------------------------------
+
+void ExecSession::Queue(Outgoing out) {
+  queue_.push_back(std::move(out));
+  MaybeStartWrite();
+}
+
+void ExecSession::MaybeStartWrite() {
+  if (write_in_flight_ || queue_.empty() || finished_ || reactor_ == nullptr) return;
+  current_ = std::move(queue_.front());
+  queue_.pop_front();
+  write_in_flight_ = true;
+  reactor_->StartWrite(&current_.message);
+}
+
+void ExecSession::OnWriteDone(bool ok) {
+  write_in_flight_ = false;
+  if (finished_) return;
+  if (finish_after_write_) {
+    Finish(*finish_after_write_);
+    return;
+  }
+  if (!ok) {
+    Fail(absl::CancelledError("the client went away"));
+    return;
+  }
+  if (current_.exit) {
+    Finish(absl::OkStatus());
+    return;
+  }
+  if (current_.source >= 0) {
+    const int slot = current_.source;
+    pending_[slot] = false;
+    if (OutputOpen(slot)) {
+      if (drain_expired_) ReadOutput(slot);  // empty now means done
+      Rearm(slot);
+    }
+  }
+  current_ = Outgoing();
+  MaybeStartWrite();
+}
+
+void ExecSession::Fail(absl::Status status) {
+  if (finished_) return;
+  KillCommand();
+  queue_.clear();
+  if (write_in_flight_) {
+    // Finish may not overlap a write; OnWriteDone finishes.
+    if (!finish_after_write_) finish_after_write_ = std::move(status);
+    CloseAll();
+    return;
+  }
+  Finish(status);
+}
+
+void ExecSession::Finish(const absl::Status& status) {
+  if (finished_) return;
+  finished_ = true;
+  CloseAll();
+  if (reactor_ != nullptr) reactor_->Finish(ToGrpcStatus(status));
+}
+
+void ExecSession::KillCommand() {
+  if (!fds_[kCtl].valid() || exit_) return;
+  absl::Status s = engine::SendExecSignal(fds_[kCtl].get(), SIGKILL);
+  if (!s.ok()) {
+    Log().warn("sandbox {}: killing exec pid {}: {}", sandbox_id_, pid_, s.ToString());
+  } else {
+    Log().debug("sandbox {}: exec pid {} killed: its stream ended", sandbox_id_, pid_);
+  }
+}
+
+void ExecSession::CloseAll() {
+  for (int slot = 0; slot < kSlots; ++slot) {
+    if (regs_[slot] != 0) loop_.Remove(regs_[slot]);
+    regs_[slot] = 0;
+    fds_[slot].reset();
+  }
+  if (drain_timer_ != 0) loop_.CancelTimer(drain_timer_);
+  drain_timer_ = 0;
+}
+
+}  // namespace sbx::api

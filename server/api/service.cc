@@ -1,0 +1,133 @@
+#include "server/api/service.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/api/convert.h"
+#include "server/api/exec_reactor.h"
+#include "server/api/log.h"
+#include "server/api/status.h"
+
+namespace sbx::api {
+
+spdlog::logger& Log() {
+  static std::shared_ptr<spdlog::logger> logger = [] {
+    if (auto existing = spdlog::get("api")) return existing;
+    auto created = spdlog::default_logger()->clone("api");
+    spdlog::register_logger(created);
+    return created;
+  }();
+  return *logger;
+}
+
+namespace {
+
+grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context,
+                                  const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::Status RequireId(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("id: must not be empty");
+  return absl::OkStatus();
+}
+
+absl::Status Unimplemented(const char* rpc) {
+  return absl::UnimplementedError(
+      absl::StrCat(rpc, " is not implemented yet (file transfer and judge runs are a later "
+                        "feature of sbxd)"));
+}
+
+// A client-streaming call answered at once with an error.
+class RejectingReadReactor : public grpc::ServerReadReactor<v1::WriteFilesRequest> {
+ public:
+  explicit RejectingReadReactor(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+// A server-streaming call answered at once with an error.
+class RejectingWriteReactor : public grpc::ServerWriteReactor<v1::ReadFileResponse> {
+ public:
+  explicit RejectingWriteReactor(const absl::Status& status) {
+    Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* SandboxService::CreateSandbox(
+    grpc::CallbackServerContext* context, const v1::CreateSandboxRequest* request,
+    v1::CreateSandboxResponse* response) {
+  absl::StatusOr<manager::CreateParams> params = FromProto(*request);
+  if (!params.ok()) return Respond(context, params.status());
+  absl::StatusOr<manager::SandboxInfo> info = manager_.CreateSandbox(*params);
+  if (info.ok()) ToProto(*info, response->mutable_sandbox());
+  return Respond(context, info.status());
+}
+
+grpc::ServerUnaryReactor* SandboxService::GetSandbox(grpc::CallbackServerContext* context,
+                                                     const v1::GetSandboxRequest* request,
+                                                     v1::GetSandboxResponse* response) {
+  if (absl::Status s = RequireId(request->id()); !s.ok()) return Respond(context, s);
+  absl::StatusOr<manager::SandboxInfo> info = manager_.GetSandbox(request->id());
+  if (info.ok()) ToProto(*info, response->mutable_sandbox());
+  return Respond(context, info.status());
+}
+
+grpc::ServerUnaryReactor* SandboxService::ListSandboxes(
+    grpc::CallbackServerContext* context, const v1::ListSandboxesRequest* request,
+    v1::ListSandboxesResponse* response) {
+  absl::StatusOr<manager::ListFilter> filter = FromProto(*request);
+  if (!filter.ok()) return Respond(context, filter.status());
+  for (const manager::SandboxInfo& info : manager_.ListSandboxes(*filter)) {
+    ToProto(info, response->add_sandboxes());
+  }
+  return Respond(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* SandboxService::DestroySandbox(
+    grpc::CallbackServerContext* context, const v1::DestroySandboxRequest* request,
+    v1::DestroySandboxResponse* response) {
+  if (absl::Status s = RequireId(request->id()); !s.ok()) return Respond(context, s);
+  absl::StatusOr<bool> existed = manager_.DestroySandbox(request->id());
+  if (existed.ok()) response->set_existed(*existed);
+  return Respond(context, existed.status());
+}
+
+grpc::ServerUnaryReactor* SandboxService::SetLimits(grpc::CallbackServerContext* context,
+                                                    const v1::SetLimitsRequest* request,
+                                                    v1::SetLimitsResponse* response) {
+  if (absl::Status s = RequireId(request->id()); !s.ok()) return Respond(context, s);
+  const engine::Limits limits = FromProto(request->limits());
+  if (!limits.memory_bytes && !limits.cpus && !limits.pids) {
+    return Respond(context, absl::InvalidArgumentError(
+                                "limits: set at least one of memory_bytes, cpus, pids"));
+  }
+  absl::StatusOr<manager::SandboxInfo> info = manager_.SetLimits(request->id(), limits);
+  if (info.ok()) ToProto(*info, response->mutable_sandbox());
+  return Respond(context, info.status());
+}
+
+grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>* SandboxService::Exec(
+    grpc::CallbackServerContext* context) {
+  return new ExecReactor(manager_, loop_);
+}
+
+grpc::ServerReadReactor<v1::WriteFilesRequest>* SandboxService::WriteFiles(
+    grpc::CallbackServerContext* context, v1::WriteFilesResponse* response) {
+  return new RejectingReadReactor(Unimplemented("WriteFiles"));
+}
+
+grpc::ServerWriteReactor<v1::ReadFileResponse>* SandboxService::ReadFile(
+    grpc::CallbackServerContext* context, const v1::ReadFileRequest* request) {
+  return new RejectingWriteReactor(Unimplemented("ReadFile"));
+}
+
+grpc::ServerUnaryReactor* SandboxService::Run(grpc::CallbackServerContext* context,
+                                              const v1::RunRequest* request,
+                                              v1::RunResponse* response) {
+  return Respond(context, Unimplemented("Run"));
+}
+
+}  // namespace sbx::api

@@ -1,0 +1,53 @@
+// sbx.v1.SandboxService on the gRPC callback API. Handlers are thin: check
+// the shape of a request, convert it, call the manager, convert the answer
+// (errors through ToGrpcStatus). Unary handlers call the manager directly;
+// Exec streams run on the shared IoLoop.
+#ifndef SBX_SERVER_API_SERVICE_H_
+#define SBX_SERVER_API_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "sbx/v1/sandbox.grpc.pb.h"
+#include "server/api/io_loop.h"
+#include "server/manager/manager.h"
+
+namespace sbx::api {
+
+class SandboxService final : public v1::SandboxService::CallbackService {
+ public:
+  // `manager` and `loop` must outlive the gRPC server serving this service.
+  SandboxService(manager::Manager& manager, IoLoop& loop) : manager_(manager), loop_(loop) {}
+
+  grpc::ServerUnaryReactor* CreateSandbox(grpc::CallbackServerContext* context,
+                                          const v1::CreateSandboxRequest* request,
+                                          v1::CreateSandboxResponse* response) override;
+  grpc::ServerUnaryReactor* GetSandbox(grpc::CallbackServerContext* context,
+                                       const v1::GetSandboxRequest* request,
+                                       v1::GetSandboxResponse* response) override;
+  grpc::ServerUnaryReactor* ListSandboxes(grpc::CallbackServerContext* context,
+                                          const v1::ListSandboxesRequest* request,
+                                          v1::ListSandboxesResponse* response) override;
+  grpc::ServerUnaryReactor* DestroySandbox(grpc::CallbackServerContext* context,
+                                           const v1::DestroySandboxRequest* request,
+                                           v1::DestroySandboxResponse* response) override;
+  grpc::ServerUnaryReactor* SetLimits(grpc::CallbackServerContext* context,
+                                      const v1::SetLimitsRequest* request,
+                                      v1::SetLimitsResponse* response) override;
+  grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>* Exec(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerReadReactor<v1::WriteFilesRequest>* WriteFiles(
+      grpc::CallbackServerContext* context, v1::WriteFilesResponse* response) override;
+  grpc::ServerWriteReactor<v1::ReadFileResponse>* ReadFile(
+      grpc::CallbackServerContext* context, const v1::ReadFileRequest* request) override;
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
+                                const v1::RunRequest* request,
+                                v1::RunResponse* response) override;
+
+ private:
+  manager::Manager& manager_;
+  IoLoop& loop_;
+};
+
+}  // namespace sbx::api
+
+#endif  // SBX_SERVER_API_SERVICE_H_

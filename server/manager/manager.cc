@@ -1,0 +1,457 @@
+#include "server/manager/manager.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <limits>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/status.h"
+#include "server/manager/log.h"
+#include "server/manager/record.h"
+#include "server/manager/state_file.h"
+
+namespace sbx::manager {
+namespace {
+
+absl::Status MakeDir(const std::string& path, bool exist_ok) {
+  if (::mkdir(path.c_str(), 0700) == 0) return absl::OkStatus();
+  if (errno == EEXIST && exist_ok) return absl::OkStatus();
+  return ErrnoStatus(errno, absl::StrCat("creating directory ", path));
+}
+
+// Joins the messages of every failed step into one status (the first code).
+class StatusCollector {
+ public:
+  void Add(const absl::Status& status) {
+    if (status.ok()) return;
+    if (first_.ok()) first_ = status;
+    messages_.push_back(std::string(status.message()));
+  }
+  absl::Status Get(absl::string_view context) const {
+    if (first_.ok()) return first_;
+    return absl::Status(first_.code(),
+                        absl::StrCat(context, ": ", absl::StrJoin(messages_, "; ")));
+  }
+
+ private:
+  absl::Status first_;
+  std::vector<std::string> messages_;
+};
+
+}  // namespace
+
+spdlog::logger& Log() {
+  static std::shared_ptr<spdlog::logger> logger = [] {
+    if (auto existing = spdlog::get("manager")) return existing;
+    auto created = spdlog::default_logger()->clone("manager");
+    spdlog::register_logger(created);
+    return created;
+  }();
+  return *logger;
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) return ErrnoStatus(ec.value(), absl::StrCat("removing ", path));
+  return absl::OkStatus();
+}
+
+Manager::Manager(const ManagerOptions& options)
+    : options_(options),
+      host_(HostResources::Detect()),
+      sandboxes_dir_(absl::StrCat(options.state_dir, "/sandboxes")) {}
+
+absl::StatusOr<std::unique_ptr<Manager>> Manager::Create(const ManagerOptions& options) {
+  std::unique_ptr<Manager> manager(new Manager(options));
+  RETURN_IF_ERROR(manager->Init());
+  return manager;
+}
+
+absl::Status Manager::Init() {
+  if (options_.max_sandboxes < 1) {
+    return absl::InvalidArgumentError("max sandboxes must be at least 1");
+  }
+  const uint64_t last_id = uint64_t{options_.uid_base} +
+                           uint64_t{static_cast<uint32_t>(options_.max_sandboxes)} *
+                               engine::kIdsPerSandbox;
+  if (options_.uid_base == 0 || last_id >= std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "uid base ", options_.uid_base, " with ", options_.max_sandboxes,
+        " sandboxes of 65536 ids does not fit below 2^32-1 (and must not be 0)"));
+  }
+  engine::Limits defaults = WithDefaults({}, options_);
+  if (auto s = ValidateLimits(defaults, host_); !s.ok()) {
+    return Annotate(s, "default limits");
+  }
+  RETURN_IF_ERROR(MakeDir(options_.state_dir, /*exist_ok=*/true));
+  RETURN_IF_ERROR(MakeDir(sandboxes_dir_, /*exist_ok=*/true));
+
+  absl::StatusOr<std::unique_ptr<engine::CgroupManager>> cgroups =
+      engine::CgroupManager::Create(options_.cgroup);
+  if (!cgroups.ok()) return Annotate(cgroups.status(), "setting up cgroups");
+  cgroups_ = std::move(*cgroups);
+
+  absl::StatusOr<std::unique_ptr<engine::Spawner>> spawner =
+      engine::Spawner::Start(options_.init_path);
+  if (!spawner.ok()) {
+    return Annotate(spawner.status(), absl::StrCat("starting ", options_.init_path));
+  }
+  spawner_ = std::move(*spawner);
+
+  RETURN_IF_ERROR(StartWatcher());
+  Recover();
+  return absl::OkStatus();
+}
+
+Manager::~Manager() { Shutdown(); }
+
+void Manager::Shutdown() {
+  if (stopping_.exchange(true)) return;
+  WakeWatcher();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+std::string Manager::SandboxDir(const std::string& id) const {
+  return absl::StrCat(sandboxes_dir_, "/", id);
+}
+
+PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& limits) {
+  PersistedSandbox p;
+  p.id = record.id;
+  p.slot = record.slot;
+  p.limits = limits;
+  p.labels = record.labels;
+  p.env = record.env;
+  p.image = record.image;
+  p.created_at = record.created_at;
+  p.expires_at = record.expires_at;
+  return p;
+}
+
+// ---- create -----------------------------------------------------------------
+
+absl::StatusOr<SandboxInfo> Manager::CreateSandbox(const CreateParams& params) {
+  RETURN_IF_ERROR(ValidateCreateParams(params, host_));
+  const engine::Limits limits = WithDefaults(params.limits, options_);
+  ASSIGN_OR_RETURN(std::shared_ptr<Record> record, Reserve(params, limits));
+  const absl::Time start = absl::Now();
+  if (absl::Status s = Build(*record); !s.ok()) {
+    Log().error("sandbox {}: create failed: {}", record->id, s.ToString());
+    Unreserve(record);
+    return Annotate(s, absl::StrCat("creating sandbox ", record->id));
+  }
+  Log().info("sandbox {}: created in {} (pid {}, memory {} B, cpus {}, pids {})",
+             record->id, absl::FormatDuration(absl::Now() - start), record->pid,
+             *limits.memory_bytes, *limits.cpus, *limits.pids);
+  if (record->expires_at) WakeWatcher();  // the next expiry may be sooner now
+  return Snapshot(record);
+}
+
+absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::Reserve(
+    const CreateParams& params, const engine::Limits& limits) {
+  auto record = std::make_shared<Record>();
+  record->image = params.image.empty() ? "host" : params.image;
+  record->labels = params.labels;
+  record->env = params.env;
+  record->limits = limits;
+  record->created_at = absl::Now();
+  if (params.ttl > absl::ZeroDuration()) record->expires_at = record->created_at + params.ttl;
+
+  absl::MutexLock lock(&mu_);
+  if (registry_.size() >= static_cast<size_t>(options_.max_sandboxes)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "this daemon already runs ", registry_.size(), " sandboxes, its maximum"));
+  }
+  ASSIGN_OR_RETURN(record->slot, AllocateSlotLocked());
+  do {
+    record->id = NewSandboxId();
+  } while (registry_.count(record->id) != 0);
+  record->dir = SandboxDir(record->id);
+  used_slots_.insert(record->slot);
+  registry_[record->id] = record;
+  return record;
+}
+
+absl::StatusOr<uint32_t> Manager::AllocateSlotLocked() {
+  uint32_t slot = 0;
+  for (uint32_t used : used_slots_) {  // ordered: the first gap is the lowest free
+    if (used != slot) break;
+    ++slot;
+  }
+  const uint64_t last = uint64_t{options_.uid_base} +
+                        (uint64_t{slot} + 1) * engine::kIdsPerSandbox;
+  if (last >= std::numeric_limits<uint32_t>::max()) {
+    return absl::ResourceExhaustedError("no host uid range left for another sandbox");
+  }
+  return slot;
+}
+
+absl::Status Manager::Build(Record& record) {
+  absl::MutexLock op_lock(&record.op_mu);
+  RETURN_IF_ERROR(MakeDir(record.dir, /*exist_ok=*/false));
+
+  absl::StatusOr<std::unique_ptr<engine::Cgroup>> cgroup = cgroups_->CreateChild(record.id);
+  if (!cgroup.ok()) return Annotate(cgroup.status(), "creating cgroup");
+  record.cgroup = std::move(*cgroup);
+  RETURN_IF_ERROR(Annotate(record.cgroup->SetLimits(record.limits), "applying limits"));
+
+  engine::SandboxConfig config;
+  config.id = record.id;
+  config.dir = record.dir;
+  config.host_id_base = options_.uid_base + record.slot * engine::kIdsPerSandbox;
+  config.tmp_bytes = options_.tmp_bytes;
+  config.work_bytes = options_.work_bytes;
+  config.shm_bytes = options_.shm_bytes;
+  absl::StatusOr<engine::SandboxProcess> process = spawner_->Spawn(config, *record.cgroup);
+  if (!process.ok()) return Annotate(process.status(), "starting its init");
+  record.process = std::move(*process);
+
+  PersistedSandbox state = Persisted(record, record.limits);
+  state.pid = record.process.pid;
+  state.start_time = record.process.start_time;
+  RETURN_IF_ERROR(Annotate(WriteStateFile(record.dir, state), "saving its state"));
+
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(Annotate(WatchLocked(record), "watching its init"));
+  record.pid = record.process.pid;
+  record.state = SandboxState::kRunning;
+  return absl::OkStatus();
+}
+
+void Manager::Unreserve(const std::shared_ptr<Record>& record) {
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    absl::Status s = TearDown(*record, /*kill_init=*/true);
+    if (!s.ok()) Log().error("sandbox {}: cleanup after failed create: {}", record->id, s.ToString());
+  }
+  absl::MutexLock lock(&mu_);
+  registry_.erase(record->id);
+  used_slots_.erase(record->slot);
+  destroyed_.SignalAll();
+}
+
+absl::Status Manager::TearDown(Record& record, bool kill_init) {
+  StatusCollector errors;
+  Unwatch(record);
+  if (record.process.pidfd.valid()) {
+    if (kill_init) {
+      absl::Status killed = engine::KillSandboxProcess(record.process);
+      // NOT_FOUND: it died on its own in the meantime, which is what we want.
+      if (!absl::IsNotFound(killed)) errors.Add(Annotate(killed, "killing its init"));
+    }
+  }
+  if (record.cgroup) {
+    absl::Status killed = record.cgroup->KillAll(options_.kill_timeout_ms);
+    errors.Add(Annotate(killed, "killing its processes"));
+    if (killed.ok()) {
+      absl::Status removed = record.cgroup->Remove();
+      errors.Add(Annotate(removed, "removing its cgroup"));
+      if (removed.ok()) record.cgroup.reset();
+    }
+  }
+  if (record.process.pidfd.valid()) {
+    // The init is gone with its cgroup's processes; collect it if it is our child.
+    engine::ReapSandboxProcess(record.process);
+    record.process = engine::SandboxProcess();
+  }
+  errors.Add(RemoveTree(record.dir));
+  return errors.Get("tearing down");
+}
+
+// ---- destroy ------------------------------------------------------------------
+
+absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
+  std::shared_ptr<Record> record;
+  bool was_running = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(id);
+    if (it == registry_.end()) return false;
+    record = it->second;
+    switch (record->state) {
+      case SandboxState::kCreating:
+        return absl::FailedPreconditionError(
+            absl::StrCat("sandbox ", id, " is still being created"));
+      case SandboxState::kDestroying:
+        // Another caller is at it; the sandbox is gone once it returns.
+        while (true) {
+          auto again = registry_.find(id);
+          if (again == registry_.end() || again->second != record ||
+              record->state != SandboxState::kDestroying) {
+            break;
+          }
+          destroyed_.Wait(&mu_);
+        }
+        return true;
+      case SandboxState::kRunning:
+        was_running = true;
+        break;
+      case SandboxState::kDead:
+        break;
+    }
+    record->state = SandboxState::kDestroying;
+  }
+
+  absl::Status status;
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    status = TearDown(*record, was_running);
+  }
+
+  absl::MutexLock lock(&mu_);
+  if (status.ok()) {
+    registry_.erase(id);
+    used_slots_.erase(record->slot);
+    Log().info("sandbox {}: destroyed", id);
+  } else {
+    // Keep it, so that a retry can finish the job.
+    record->state = SandboxState::kDead;
+    Log().error("sandbox {}: destroy failed: {}", id, status.ToString());
+  }
+  destroyed_.SignalAll();
+  if (!status.ok()) return Annotate(status, absl::StrCat("destroying sandbox ", id));
+  return true;
+}
+
+// ---- queries ------------------------------------------------------------------
+
+SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record) {
+  SandboxInfo info;
+  info.id = record->id;
+  info.image = record->image;
+  info.labels = record->labels;
+  info.created_at = record->created_at;
+  info.expires_at = record->expires_at;
+  {
+    absl::MutexLock lock(&mu_);
+    info.state = record->state;
+    info.limits = record->limits;
+    info.init_pid = record->pid;
+  }
+  if (info.state == SandboxState::kRunning || info.state == SandboxState::kDead) {
+    absl::MutexLock op_lock(&record->op_mu);
+    if (record->cgroup) {
+      absl::StatusOr<engine::Usage> usage = record->cgroup->GetUsage();
+      if (usage.ok()) {
+        info.usage = *usage;
+      } else {
+        Log().warn("sandbox {}: reading usage: {}", record->id, usage.status().ToString());
+      }
+    }
+  }
+  return info;
+}
+
+absl::StatusOr<SandboxInfo> Manager::GetSandbox(const std::string& id) {
+  std::shared_ptr<Record> record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(id);
+    if (it == registry_.end()) {
+      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
+    }
+    record = it->second;
+  }
+  return Snapshot(record);
+}
+
+std::vector<SandboxInfo> Manager::ListSandboxes(const ListFilter& filter) {
+  std::vector<std::shared_ptr<Record>> records;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, record] : registry_) {
+      if (filter.state && record->state != *filter.state) continue;
+      if (!MatchesSelector(record->labels, filter.label_selector)) continue;
+      records.push_back(record);
+    }
+  }
+  std::vector<SandboxInfo> out;
+  out.reserve(records.size());
+  for (const auto& record : records) out.push_back(Snapshot(record));
+  return out;
+}
+
+// ---- limits -------------------------------------------------------------------
+
+absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& id,
+                                               const engine::Limits& limits) {
+  RETURN_IF_ERROR(ValidateLimits(limits, host_));
+  std::shared_ptr<Record> record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(id);
+    if (it == registry_.end()) {
+      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
+    }
+    record = it->second;
+  }
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    engine::Limits merged;
+    {
+      absl::MutexLock lock(&mu_);
+      if (record->state != SandboxState::kRunning) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "sandbox ", id, " is ", SandboxStateName(record->state), ", not RUNNING"));
+      }
+      merged = MergeLimits(record->limits, limits);
+    }
+    if (absl::Status s = record->cgroup->SetLimits(limits); !s.ok()) {
+      return Annotate(s, absl::StrCat("setting limits of sandbox ", id));
+    }
+    PersistedSandbox state = Persisted(*record, merged);
+    state.pid = record->process.pid;
+    state.start_time = record->process.start_time;
+    if (absl::Status s = WriteStateFile(record->dir, state); !s.ok()) {
+      // The kernel has the new limits; a restart would bring back the old
+      // ones in the record but not in the cgroup. Report it.
+      Log().error("sandbox {}: saving new limits: {}", id, s.ToString());
+      return Annotate(s, absl::StrCat("saving limits of sandbox ", id));
+    }
+    absl::MutexLock lock(&mu_);
+    record->limits = merged;
+  }
+  Log().info("sandbox {}: limits set (memory {} B, cpus {}, pids {})", id,
+             limits.memory_bytes.value_or(-1), limits.cpus.value_or(-1),
+             limits.pids.value_or(-1));
+  return Snapshot(record);
+}
+
+// ---- exec ---------------------------------------------------------------------
+
+absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& id,
+                                                       const ExecParams& params) {
+  std::string dir;
+  std::map<std::string, std::string> env;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(id);
+    if (it == registry_.end()) {
+      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
+    }
+    const Record& record = *it->second;
+    if (record.state != SandboxState::kRunning) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sandbox ", id, " is ", SandboxStateName(record.state), ", not RUNNING"));
+    }
+    dir = record.dir;
+    env = record.env;
+  }
+  ASSIGN_OR_RETURN(engine::ExecOptions options, BuildExecOptions(id, env, params));
+  absl::StatusOr<engine::ExecChannel> channel =
+      engine::StartExec(engine::ControlSocketPath(dir), options);
+  if (!channel.ok()) {
+    Log().debug("sandbox {}: exec {} failed: {}", id, options.argv[0],
+                channel.status().ToString());
+    return channel.status();
+  }
+  Log().debug("sandbox {}: exec {} started, pid {}", id, options.argv[0], channel->pid);
+  return channel;
+}
+
+}  // namespace sbx::manager

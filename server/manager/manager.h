@@ -1,0 +1,143 @@
+// The registry and lifecycle of sandboxes: create, destroy, limits, exec
+// start, TTL, liveness, and re-attaching after a restart of sbxd.
+//
+// A Manager owns the cgroup manager, the engine's spawner, one record per
+// sandbox and the state files under <state-dir>/sandboxes/<id>/. One watcher
+// thread serves the whole daemon: it epoll-waits on every init's pidfd (an
+// init that dies marks its sandbox DEAD) and destroys sandboxes whose TTL has
+// expired. Sandboxes are not destroyed when the Manager goes away: they
+// outlive sbxd and the next Manager re-attaches to them.
+//
+// Thread-safety: every public method may be called from any thread.
+// Create, Destroy and StartExec block for the time the engine needs
+// (milliseconds; Destroy up to the kill timeout).
+#ifndef SBX_SERVER_MANAGER_MANAGER_H_
+#define SBX_SERVER_MANAGER_MANAGER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/common/unique_fd.h"
+#include "server/engine/cgroup.h"
+#include "server/engine/limits.h"
+#include "server/engine/sandbox.h"
+#include "server/manager/options.h"
+#include "server/manager/state_file.h"
+#include "server/manager/types.h"
+#include "server/manager/validation.h"
+
+namespace sbx::manager {
+
+class Manager {
+ public:
+  // Sets up the cgroup parent and the state directory, starts the spawner,
+  // recovers the sandboxes a previous sbxd left (cleaning up whatever is
+  // inconsistent) and starts the watcher thread.
+  static absl::StatusOr<std::unique_ptr<Manager>> Create(const ManagerOptions& options);
+
+  // Stops the watcher; leaves the sandboxes running.
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // Creates and starts a sandbox. INVALID_ARGUMENT for bad params,
+  // RESOURCE_EXHAUSTED when the daemon is full. A failure leaves nothing
+  // behind.
+  absl::StatusOr<SandboxInfo> CreateSandbox(const CreateParams& params);
+
+  // Kills every process and removes the cgroup and the directory. Returns
+  // whether the sandbox existed. On a failed step the sandbox stays, as DEAD,
+  // so that Destroy can be retried.
+  absl::StatusOr<bool> DestroySandbox(const std::string& id);
+
+  // NOT_FOUND for an unknown id.
+  absl::StatusOr<SandboxInfo> GetSandbox(const std::string& id);
+  std::vector<SandboxInfo> ListSandboxes(const ListFilter& filter);
+
+  // Applies the fields set in `limits` at once and persists them.
+  // FAILED_PRECONDITION unless the sandbox is RUNNING.
+  absl::StatusOr<SandboxInfo> SetLimits(const std::string& id, const engine::Limits& limits);
+
+  // Validates `params` and starts a command in a RUNNING sandbox.
+  absl::StatusOr<engine::ExecChannel> StartExec(const std::string& id,
+                                                const ExecParams& params);
+
+  // Stops the watcher thread. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Record;
+
+  explicit Manager(const ManagerOptions& options);
+
+  absl::Status Init();
+  std::string SandboxDir(const std::string& id) const;
+
+  // Create helpers.
+  absl::StatusOr<std::shared_ptr<Record>> Reserve(const CreateParams& params,
+                                                  const engine::Limits& limits);
+  absl::Status Build(Record& record);
+  void Unreserve(const std::shared_ptr<Record>& record);
+  absl::StatusOr<uint32_t> AllocateSlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Kills what is in the record's cgroup and removes it and the directory;
+  // every step is attempted. REQUIRES: record.op_mu held.
+  absl::Status TearDown(Record& record, bool kill_init);
+
+  SandboxInfo Snapshot(const std::shared_ptr<Record>& record);
+  static PersistedSandbox Persisted(const Record& record, const engine::Limits& limits);
+
+  // Recovery (recovery.cc).
+  void Recover();
+  void RecoverDir(const std::string& name);
+  void CleanUpOrphan(const std::string& name, const std::string& why);
+  void RemoveOrphanCgroups();
+
+  // Watcher (watcher.cc).
+  absl::Status StartWatcher();
+  // Adds the init's pidfd to the watcher. Done in the same critical section
+  // that makes the sandbox RUNNING, so that no death goes unnoticed.
+  // REQUIRES: record.op_mu held and record.process.pidfd valid.
+  absl::Status WatchLocked(Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: record.op_mu held.
+  void Unwatch(Record& record) ABSL_LOCKS_EXCLUDED(mu_);
+  void WakeWatcher();
+  void WatchLoop();
+  int NextTimeoutMs();
+  void HandleInitExit(uint64_t token);
+  void ExpireDue();
+
+  const ManagerOptions options_;
+  const HostResources host_;
+  const std::string sandboxes_dir_;
+  std::unique_ptr<engine::CgroupManager> cgroups_;
+  std::unique_ptr<engine::Spawner> spawner_;
+
+  absl::Mutex mu_;
+  absl::CondVar destroyed_;  // signalled whenever a record leaves registry_
+  std::map<std::string, std::shared_ptr<Record>> registry_ ABSL_GUARDED_BY(mu_);
+  std::set<uint32_t> used_slots_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> watch_tokens_ ABSL_GUARDED_BY(mu_);  // token -> id
+  uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
+
+  UniqueFd epoll_fd_;
+  UniqueFd wake_fd_;  // eventfd; epoll token 0
+  std::atomic<bool> stopping_{false};
+  std::thread watcher_;
+};
+
+}  // namespace sbx::manager
+
+#endif  // SBX_SERVER_MANAGER_MANAGER_H_

@@ -1,0 +1,35 @@
+// Daemon-wide settings of the manager, filled from sbxd's flags.
+#ifndef SBX_SERVER_MANAGER_OPTIONS_H_
+#define SBX_SERVER_MANAGER_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "server/engine/cgroup.h"
+
+namespace sbx::manager {
+
+struct ManagerOptions {
+  std::string state_dir = "/var/lib/sbx";  // sandboxes live in <state_dir>/sandboxes
+  engine::CgroupOptions cgroup;
+  std::string init_path;                   // the sbx-init binary
+  uint32_t uid_base = 1000000000;          // host uid of slot 0's root
+  int max_sandboxes = 1024;
+
+  // Limits of a sandbox whose create request leaves them unset.
+  int64_t default_memory_bytes = int64_t{512} << 20;
+  double default_cpus = 1.0;
+  int64_t default_pids = 256;
+
+  int64_t tmp_bytes = int64_t{64} << 20;
+  int64_t work_bytes = int64_t{256} << 20;
+  int64_t shm_bytes = int64_t{64} << 20;
+
+  // How long Destroy and the reclaiming of a dead sandbox wait for its
+  // cgroup to empty after SIGKILL.
+  int kill_timeout_ms = 5000;
+};
+
+}  // namespace sbx::manager
+
+#endif  // SBX_SERVER_MANAGER_OPTIONS_H_

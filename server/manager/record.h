@@ -1,0 +1,53 @@
+// One sandbox in the manager's registry. Internal to the manager.
+#ifndef SBX_SERVER_MANAGER_RECORD_H_
+#define SBX_SERVER_MANAGER_RECORD_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/engine/cgroup.h"
+#include "server/engine/limits.h"
+#include "server/engine/sandbox.h"
+#include "server/manager/manager.h"
+
+namespace sbx::manager {
+
+// Lock order: Record::op_mu before Manager::mu_; never the other way.
+struct Manager::Record {
+  // Set at creation (or recovery), immutable afterwards.
+  std::string id;
+  std::string dir;
+  uint32_t slot = 0;
+  std::string image;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> env;
+  absl::Time created_at;
+  std::optional<absl::Time> expires_at;
+
+  // Guarded by Manager::mu_ (the annotation cannot name it from here).
+  SandboxState state = SandboxState::kCreating;
+  engine::Limits limits;    // effective, every field set
+  pid_t pid = 0;            // of the init, for display
+  uint64_t watch_token = 0; // 0 when its pidfd is not watched
+
+  // Serializes the operations that touch the kernel objects below: create,
+  // destroy, set limits, usage, reclaiming a dead init.
+  absl::Mutex op_mu;
+  std::unique_ptr<engine::Cgroup> cgroup ABSL_GUARDED_BY(op_mu);
+  engine::SandboxProcess process ABSL_GUARDED_BY(op_mu);
+};
+
+// Removes a directory tree; a missing one is not an error.
+absl::Status RemoveTree(const std::string& path);
+
+}  // namespace sbx::manager
+
+#endif  // SBX_SERVER_MANAGER_RECORD_H_

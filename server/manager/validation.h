@@ -1,0 +1,82 @@
+// Pure checks and conversions of the manager: request validation, defaults,
+// the exec environment, sandbox ids and human sizes. No I/O except
+// HostResources::Detect; safe to call from any thread.
+#ifndef SBX_SERVER_MANAGER_VALIDATION_H_
+#define SBX_SERVER_MANAGER_VALIDATION_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/engine/limits.h"
+#include "server/engine/sandbox.h"
+#include "server/manager/options.h"
+#include "server/manager/types.h"
+
+namespace sbx::manager {
+
+inline constexpr int64_t kMinMemoryBytes = int64_t{8} << 20;
+inline constexpr double kMinCpus = 0.01;  // 1 ms of CFS quota per 100 ms
+inline constexpr int64_t kMaxPids = 4194304;
+inline constexpr size_t kMaxLabels = 64;
+inline constexpr size_t kMaxLabelKeyLength = 63;
+inline constexpr size_t kMaxLabelValueLength = 256;
+inline constexpr size_t kMaxEnvEntries = 256;
+inline constexpr size_t kMaxArgs = 4096;
+inline constexpr size_t kMaxArgvEnvBytes = 128 << 10;
+inline constexpr absl::Duration kMaxTtl = absl::Hours(24 * 30);
+inline constexpr absl::Duration kMaxExecTimeout = absl::Hours(24 * 30);
+inline constexpr const char* kDefaultUserName = "sandbox";
+inline constexpr const char* kDefaultPath =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// What the host offers; limits above it are refused.
+struct HostResources {
+  int64_t memory_bytes = 0;
+  int cpus = 0;
+  static HostResources Detect();
+};
+
+// Checks the fields that are set. INVALID_ARGUMENT names the field.
+absl::Status ValidateLimits(const engine::Limits& limits, const HostResources& host);
+// Fills the unset fields from the daemon's defaults.
+engine::Limits WithDefaults(const engine::Limits& limits, const ManagerOptions& options);
+// `base` with the fields set in `update` replaced.
+engine::Limits MergeLimits(const engine::Limits& base, const engine::Limits& update);
+
+absl::Status ValidateLabels(const std::map<std::string, std::string>& labels);
+// `field` names the map in error messages ("env", "exec env").
+absl::Status ValidateEnv(const std::map<std::string, std::string>& env,
+                         absl::string_view field);
+absl::Status ValidateTtl(absl::Duration ttl);
+absl::Status ValidateImage(const std::string& image);
+// Everything a create request carries.
+absl::Status ValidateCreateParams(const CreateParams& params, const HostResources& host);
+
+// True if every selector entry is present in `labels` with the same value.
+bool MatchesSelector(const std::map<std::string, std::string>& labels,
+                     const std::map<std::string, std::string>& selector);
+
+// Validates an exec request and turns it into the engine's options: the
+// user, the working directory and the complete environment (defaults, then
+// the sandbox's env, then the request's env; later entries win).
+absl::StatusOr<engine::ExecOptions> BuildExecOptions(
+    const std::string& sandbox_id, const std::map<std::string, std::string>& sandbox_env,
+    const ExecParams& params);
+
+// "sb-" followed by 16 random lowercase hex digits: a valid cgroup name and
+// hostname.
+std::string NewSandboxId();
+bool IsSandboxId(absl::string_view id);
+
+// Parses "512M", "1G", "64k", "1048576", "2GiB" (binary multiples,
+// case-insensitive). INVALID_ARGUMENT on junk, negatives or overflow.
+absl::StatusOr<int64_t> ParseSize(absl::string_view text);
+
+}  // namespace sbx::manager
+
+#endif  // SBX_SERVER_MANAGER_VALIDATION_H_
