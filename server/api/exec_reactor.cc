@@ -19,6 +19,11 @@
 
 namespace sbx::api {
 namespace {
+int64_t OomKills(manager::Manager& manager, const std::string& sandbox_id) {
+  absl::StatusOr<manager::SandboxInfo> info = manager.GetSandbox(sandbox_id);
+  if (!info.ok() || !info->usage) return -1;
+  return info->usage->oom_kills;
+}
 
 constexpr size_t kChunkBytes = 64 << 10;
 // After the command exits, output is still read until EOF; a background
@@ -30,11 +35,14 @@ constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
 // The state of one Exec call. Loop thread only (see exec_reactor.h).
 class ExecSession {
  public:
-  ExecSession(ExecReactor* reactor, IoLoop& loop) : reactor_(reactor), loop_(loop) {}
+  ExecSession(ExecReactor* reactor, manager::Manager& manager, IoLoop& loop)
+      : reactor_(reactor), manager_(manager), loop_(loop) {}
   ~ExecSession() { CloseAll(); }
 
   // The command started (or not).
-  void Begin(std::string sandbox_id, bool tty, absl::StatusOr<engine::ExecChannel> channel);
+  // `oom_kills` is the sandbox's OOM-kill count when it started (-1: unknown).
+  void Begin(std::string sandbox_id, bool tty, int64_t oom_kills,
+             absl::StatusOr<engine::ExecChannel> channel);
   // The first message was not a usable start.
   void Reject(absl::Status status) { Fail(std::move(status)); }
   void OnClientMessage(bool ok, v1::ExecRequest request);
@@ -82,8 +90,10 @@ class ExecSession {
   void CloseAll();
 
   ExecReactor* reactor_;  // null after OnDone
+  manager::Manager& manager_;
   IoLoop& loop_;
   std::string sandbox_id_;
+  int64_t oom_kills_at_start_ = -1;
   bool tty_ = false;
   pid_t pid_ = 0;
 
@@ -113,7 +123,7 @@ class ExecSession {
 // ---- the reactor ---------------------------------------------------------------
 
 ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop)
-    : manager_(manager), loop_(loop), session_(std::make_shared<ExecSession>(this, loop)) {
+    : manager_(manager), loop_(loop), session_(std::make_shared<ExecSession>(this, manager, loop)) {
   StartRead(&request_);
 }
 
@@ -145,8 +155,14 @@ void ExecReactor::OnReadDone(bool ok) {
     absl::StatusOr<manager::ExecParams> params = FromProto(start);
     channel = params.ok() ? manager_.StartExec(start.sandbox_id(), *params) : params.status();
   }
-  loop_.Post([s = session_, id = start.sandbox_id(), tty = start.tty(),
-              c = std::move(channel)]() mutable { s->Begin(id, tty, std::move(c)); });
+  // The sandbox's OOM-kill count now, to tell at exit whether this command
+  // was one of them.
+  int64_t oom_kills = -1;
+  if (channel.ok()) oom_kills = OomKills(manager_, start.sandbox_id());
+  loop_.Post([s = session_, id = start.sandbox_id(), tty = start.tty(), oom_kills,
+              c = std::move(channel)]() mutable {
+    s->Begin(id, tty, oom_kills, std::move(c));
+  });
 }
 
 void ExecReactor::OnWriteDone(bool ok) {
@@ -164,9 +180,11 @@ void ExecReactor::OnDone() {
 
 // ---- start --------------------------------------------------------------------
 
-void ExecSession::Begin(std::string sandbox_id, bool tty,
+
+void ExecSession::Begin(std::string sandbox_id, bool tty, int64_t oom_kills,
                         absl::StatusOr<engine::ExecChannel> channel) {
   sandbox_id_ = std::move(sandbox_id);
+  oom_kills_at_start_ = oom_kills;
   if (!channel.ok()) {
     Finish(channel.status());
     if (channel.status().code() == absl::StatusCode::kUnavailable ||
@@ -449,7 +467,16 @@ void ExecSession::MaybeSendExit() {
   if (drain_timer_ != 0) loop_.CancelTimer(drain_timer_);
   drain_timer_ = 0;
   Outgoing out;
-  ToProto(*exit_, out.message.mutable_exit());
+  v1::ExecExit* exit = out.message.mutable_exit();
+  ToProto(*exit_, exit);
+  // A SIGKILL while the sandbox's OOM-kill count rose: the kernel's OOM
+  // killer took it (a concurrent exec's kill can be counted here too; the
+  // per-exec cgroup of a later issue makes this exact).
+  if (exit->signal() == SIGKILL && !exit->timed_out() && oom_kills_at_start_ >= 0 &&
+      OomKills(manager_, sandbox_id_) > oom_kills_at_start_) {
+    exit->set_oom_killed(true);
+    exit->set_verdict(v1::VERDICT_MEMORY_LIMIT);
+  }
   out.exit = true;
   Log().debug("sandbox {}: exec pid {} exited (status {:#x}, {} us)", sandbox_id_, pid_,
               exit_->wait_status, exit_->wall_us);

@@ -96,10 +96,20 @@ absl::StatusOr<std::unique_ptr<Spawner>> Spawner::Start(const std::string& init_
                   const_cast<char*>(fd_arg.c_str()), const_cast<char*>(parent_arg.c_str()),
                   nullptr};
   char* envp[] = {nullptr};
+  // sbxd blocks its stop signals for sigwait; the spawner starts clean.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid;
   // posix_spawn uses a vfork-style clone: no copy of sbxd's address space.
-  int err = ::posix_spawn(&pid, init_path.c_str(), &actions, nullptr, argv, envp);
+  int err = ::posix_spawn(&pid, init_path.c_str(), &actions, &attr, argv, envp);
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   if (err != 0) return ErrnoStatus(err, absl::StrCat("starting ", init_path));
   auto spawner = std::unique_ptr<Spawner>(new Spawner(pid, std::move(ours)));
   spawner->init_path_ = init_path;
