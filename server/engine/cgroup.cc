@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <linux/magic.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -184,6 +185,37 @@ absl::Status RemoveCgroupDir(const std::string& dir) {
     why = absl::StrCat("it has child cgroups: ", absl::StrJoin(*children, " "));
   }
   return absl::FailedPreconditionError(absl::StrCat("cannot remove cgroup ", dir, ": ", why));
+}
+
+absl::StatusOr<std::vector<pid_t>> ReadPidsRecursive(const std::string& dir) {
+  absl::StatusOr<std::vector<pid_t>> pids = ReadPidsFile(JoinPath(dir, "cgroup.procs"));
+  if (pids.status().code() == absl::StatusCode::kNotFound && !PathExists(dir)) {
+    return std::vector<pid_t>();
+  }
+  if (!pids.ok()) return pids.status();
+  absl::StatusOr<std::vector<std::string>> subs = ListSubdirs(dir);
+  if (subs.status().code() == absl::StatusCode::kNotFound) return pids;
+  if (!subs.ok()) return subs.status();
+  for (const std::string& sub : *subs) {
+    ASSIGN_OR_RETURN(std::vector<pid_t> more, ReadPidsRecursive(JoinPath(dir, sub)));
+    pids->insert(pids->end(), more.begin(), more.end());
+  }
+  return pids;
+}
+
+absl::Status RemoveCgroupTree(const std::string& dir) {
+  absl::StatusOr<std::vector<std::string>> subs = ListSubdirs(dir);
+  if (subs.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+  if (!subs.ok()) return subs.status();
+  for (const std::string& sub : *subs) RETURN_IF_ERROR(RemoveCgroupTree(JoinPath(dir, sub)));
+  return RemoveCgroupDir(dir);
+}
+
+absl::StatusOr<UniqueFd> OpenProcsFile(const std::string& dir) {
+  const std::string path = JoinPath(dir, "cgroup.procs");
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("opening ", path));
+  return fd;
 }
 
 absl::StatusOr<std::vector<std::string>> ListSubdirs(const std::string& dir) {

@@ -36,6 +36,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/common/unique_fd.h"
 #include "server/engine/limits.h"
 
 namespace sbx::engine {
@@ -73,19 +74,38 @@ class Cgroup {
 
   virtual absl::StatusOr<Usage> GetUsage() = 0;
 
-  // Pids of every process in the cgroup (all hierarchies, deduplicated).
+  // Pids of every process in the cgroup and its sub-cgroups (all
+  // hierarchies, deduplicated).
   virtual absl::StatusOr<std::vector<pid_t>> Processes() = 0;
 
   // SIGKILLs every process in it (cgroup.kill on v2 when available) and waits
   // up to `timeout_ms` for it to empty.
   virtual absl::Status KillAll(int timeout_ms) = 0;
 
-  // Removes the directories (every hierarchy). Fails with FAILED_PRECONDITION
-  // if processes remain; a directory already gone is not an error.
+  // Removes the directories (every hierarchy), sub-cgroups first. Fails with
+  // FAILED_PRECONDITION if processes remain; a directory already gone is not
+  // an error.
   virtual absl::Status Remove() = 0;
 
   // The directories that make up this cgroup, for diagnostics and leak tests.
   virtual std::vector<std::string> Paths() const = 0;
+
+  // A sandbox's cgroup is a small tree: its init lives in the leaf "init",
+  // each command in a leaf of its own, so that one command's figures (cpu,
+  // peak memory, OOM kills) are exact and its own limits can be set, and so
+  // that cgroup v2's rule "no processes in a cgroup with controllers enabled
+  // for children" holds. Limits of the sandbox's cgroup apply to the whole
+  // tree; Processes, KillAll and Remove cover the whole tree.
+  //
+  // Creates (or opens, if it exists) the sub-cgroup `name`, enabling the
+  // controllers for children first on v2.
+  virtual absl::StatusOr<std::unique_ptr<Cgroup>> CreateSub(std::string_view name) = 0;
+
+  // Opens this cgroup's cgroup.procs file(s) for writing (one per hierarchy
+  // on v1). A process that writes "0" to each joins this cgroup; sbxd passes
+  // them to a sandbox's init so that a command joins its leaf before exec.
+  // The kernel checks permissions against the opener (sbxd), not the writer.
+  virtual absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() = 0;
 };
 
 class CgroupManager {

@@ -63,6 +63,16 @@ absl::StatusOr<std::vector<pid_t>> ReadPidsFile(const std::string& path);
 // still holding processes or children is FAILED_PRECONDITION naming them.
 absl::Status RemoveCgroupDir(const std::string& dir);
 
+// The pids in the cgroup `dir` and every cgroup below it. A directory that
+// disappears while being read (a leaf removed meanwhile) counts as empty.
+absl::StatusOr<std::vector<pid_t>> ReadPidsRecursive(const std::string& dir);
+
+// Removes the cgroup `dir` and every cgroup below it, deepest first.
+absl::Status RemoveCgroupTree(const std::string& dir);
+
+// Opens `dir`/cgroup.procs for writing (close-on-exec).
+absl::StatusOr<UniqueFd> OpenProcsFile(const std::string& dir);
+
 // Names of the sub-directories of `dir` (the child cgroups), sorted.
 absl::StatusOr<std::vector<std::string>> ListSubdirs(const std::string& dir);
 

@@ -107,13 +107,28 @@ class CgroupV1 : public Cgroup {
   absl::StatusOr<std::vector<pid_t>> Processes() override {
     std::set<pid_t> all;
     for (const std::string& dir : dirs_.Unique()) {
-      absl::StatusOr<std::vector<pid_t>> pids = ReadPidsFile(JoinPath(dir, "cgroup.procs"));
       // A hierarchy whose directory is gone (a half-removed cgroup) is empty.
-      if (pids.status().code() == absl::StatusCode::kNotFound && !PathExists(dir)) continue;
-      if (!pids.ok()) return pids.status();
-      all.insert(pids->begin(), pids->end());
+      ASSIGN_OR_RETURN(std::vector<pid_t> pids, ReadPidsRecursive(dir));
+      all.insert(pids.begin(), pids.end());
     }
     return std::vector<pid_t>(all.begin(), all.end());
+  }
+
+  absl::StatusOr<std::unique_ptr<Cgroup>> CreateSub(std::string_view name_view) override {
+    const std::string name(name_view);
+    RETURN_IF_ERROR(ValidateCgroupName(name));
+    V1Dirs dirs = dirs_.Child(name);
+    for (const std::string& dir : dirs.Unique()) RETURN_IF_ERROR(MakeDirIfMissing(dir));
+    return std::make_unique<CgroupV1>(absl::StrCat(name_, "/", name), std::move(dirs));
+  }
+
+  absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() override {
+    std::vector<UniqueFd> fds;
+    for (const std::string& dir : dirs_.Unique()) {
+      ASSIGN_OR_RETURN(UniqueFd fd, OpenProcsFile(dir));
+      fds.push_back(std::move(fd));
+    }
+    return fds;
   }
 
   // v1 has no cgroup.kill, and its freezer would need a hierarchy of its
@@ -128,7 +143,7 @@ class CgroupV1 : public Cgroup {
     // Try every hierarchy even if one fails, so as little as possible leaks.
     absl::Status first;
     for (const std::string& dir : dirs_.Unique()) {
-      absl::Status status = RemoveCgroupDir(dir);
+      absl::Status status = RemoveCgroupTree(dir);
       if (first.ok()) first = status;
     }
     return first;

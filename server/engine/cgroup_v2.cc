@@ -39,6 +39,10 @@ absl::StatusOr<std::set<std::string>> ReadControllerList(const std::string& path
   return names;
 }
 
+absl::StatusOr<std::vector<std::string>> ControllersToEnable(const std::string& dir);
+absl::Status WriteSubtreeControl(const std::string& dir,
+                                 const std::vector<std::string>& controllers);
+
 class CgroupV2 : public Cgroup {
  public:
   CgroupV2(std::string name, std::string dir, V2Controllers controllers)
@@ -97,8 +101,25 @@ class CgroupV2 : public Cgroup {
     return usage;
   }
 
-  absl::StatusOr<std::vector<pid_t>> Processes() override {
-    return ReadPidsFile(File("cgroup.procs"));
+  absl::StatusOr<std::vector<pid_t>> Processes() override { return ReadPidsRecursive(dir_); }
+
+  absl::StatusOr<std::unique_ptr<Cgroup>> CreateSub(std::string_view name_view) override {
+    const std::string name(name_view);
+    RETURN_IF_ERROR(ValidateCgroupName(name));
+    // Children get the controllers only once this cgroup enables them; it
+    // holds no processes itself (they live in its leaves), so it may.
+    ASSIGN_OR_RETURN(std::vector<std::string> missing, ControllersToEnable(dir_));
+    if (!missing.empty()) RETURN_IF_ERROR(WriteSubtreeControl(dir_, missing));
+    const std::string dir = JoinPath(dir_, name);
+    RETURN_IF_ERROR(MakeDirIfMissing(dir));
+    return std::make_unique<CgroupV2>(absl::StrCat(name_, "/", name), dir, controllers_);
+  }
+
+  absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() override {
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenProcsFile(dir_));
+    std::vector<UniqueFd> fds;
+    fds.push_back(std::move(fd));
+    return fds;
   }
 
   absl::Status KillAll(int timeout_ms) override {
@@ -120,7 +141,7 @@ class CgroupV2 : public Cgroup {
     return status;
   }
 
-  absl::Status Remove() override { return RemoveCgroupDir(dir_); }
+  absl::Status Remove() override { return RemoveCgroupTree(dir_); }
 
   std::vector<std::string> Paths() const override { return {dir_}; }
 

@@ -139,6 +139,13 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
   request.rows = options.rows;
   request.cols = options.cols;
   request.timeout_ms = options.timeout_ms;
+  request.fsize_bytes = options.fsize_bytes;
+  request.stack_bytes = options.stack_bytes;
+  request.open_files = options.open_files;
+  request.cgroup_fds = static_cast<uint32_t>(options.cgroup_procs_fds.size());
+  if (options.cgroup_procs_fds.size() + 3 > wire::kMaxFds) {
+    return absl::InternalError("too many cgroup files for one exec request");
+  }
   request.cwd = options.cwd;
   request.argv = options.argv;
   request.env = options.env;
@@ -153,18 +160,23 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
   // A 256 KiB request must fit the socket buffer in one datagram.
   int sndbuf = static_cast<int>(wire::kMaxMessage * 2);
   ::setsockopt(channel.control.get(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
-  int err;
-  if (options.tty) {
-    err = wire::Send(channel.control.get(), msg);
-  } else {
-    ASSIGN_OR_RETURN(Pipe in, MakePipe());
-    ASSIGN_OR_RETURN(Pipe out, MakePipe());
-    ASSIGN_OR_RETURN(Pipe errp, MakePipe());
-    const int fds[3] = {in.read.get(), out.write.get(), errp.write.get()};
-    err = wire::Send(channel.control.get(), msg, fds, 3);
-    channel.stdin_fd = std::move(in.write);
-    channel.stdout_fd = std::move(out.read);
-    channel.stderr_fd = std::move(errp.read);
+  std::vector<int> send_fds;
+  Pipe in_pipe, out_pipe, err_pipe;
+  if (!options.tty) {
+    ASSIGN_OR_RETURN(in_pipe, MakePipe());
+    ASSIGN_OR_RETURN(out_pipe, MakePipe());
+    ASSIGN_OR_RETURN(err_pipe, MakePipe());
+    send_fds = {in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get()};
+  }
+  send_fds.insert(send_fds.end(), options.cgroup_procs_fds.begin(),
+                  options.cgroup_procs_fds.end());
+  int err = wire::Send(channel.control.get(), msg, send_fds.data(), send_fds.size());
+  if (!options.tty) {
+    // The init holds the child ends now; ours go at return, so that EOF
+    // arrives when the command's side closes.
+    channel.stdin_fd = std::move(in_pipe.write);
+    channel.stdout_fd = std::move(out_pipe.read);
+    channel.stderr_fd = std::move(err_pipe.read);
   }
   if (err != 0) return ErrnoStatus(err, "sending the exec request to the sandbox init");
 

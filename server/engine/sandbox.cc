@@ -198,7 +198,12 @@ absl::StatusOr<SandboxProcess> Spawner::SpawnLocked(const SandboxConfig& config,
   // "From the parent" steps; on failure the init is killed (closing the sync
   // pipe alone also makes it exit).
   absl::Status status = WriteIdMaps(process.pid, config.host_id_base);
-  if (status.ok()) status = cgroup.AddProcess(process.pid);
+  if (status.ok()) {
+    // The init lives in the leaf "init" of the sandbox's cgroup tree (see
+    // Cgroup::CreateSub); commands get leaves of their own.
+    absl::StatusOr<std::unique_ptr<Cgroup>> leaf = cgroup.CreateSub(kInitCgroup);
+    status = leaf.ok() ? (*leaf)->AddProcess(process.pid) : leaf.status();
+  }
   if (status.ok()) {
     auto start = ReadStartTime(process.pid);
     if (start.ok()) process.start_time = *start;
@@ -236,6 +241,21 @@ absl::Status KillSandboxProcess(const SandboxProcess& process) {
   if (::syscall(SYS_pidfd_send_signal, process.pidfd.get(), SIGKILL, nullptr, 0) != 0 &&
       errno != ESRCH) {
     return ErrnoStatus(errno, absl::StrCat("killing sandbox init ", process.pid));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WaitSandboxProcessExit(const SandboxProcess& process, int timeout_ms) {
+  if (!process.pidfd) return absl::OkStatus();
+  struct pollfd pfd = {process.pidfd.get(), POLLIN, 0};
+  int rc;
+  do {
+    rc = ::poll(&pfd, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) return ErrnoStatus(errno, "waiting for the sandbox init to exit");
+  if (rc == 0) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "sandbox init ", process.pid, " still runs ", timeout_ms, " ms after SIGKILL"));
   }
   return absl::OkStatus();
 }

@@ -35,6 +35,8 @@ namespace sbx::engine {
 inline constexpr uint32_t kSandboxUid = 1000;  // the default, unprivileged user
 inline constexpr uint32_t kIdsPerSandbox = 65536;
 inline constexpr const char* kWorkDir = "/work";
+// The leaf of a sandbox's cgroup that holds its init.
+inline constexpr const char* kInitCgroup = "init";
 
 struct SandboxConfig {
   std::string id;   // [a-z0-9-]{1,63}; also the hostname
@@ -86,6 +88,12 @@ absl::StatusOr<SandboxProcess> AttachSandboxProcess(pid_t pid, uint64_t start_ti
 // SIGKILLs the init; the kernel then kills everything in its pid namespace.
 absl::Status KillSandboxProcess(const SandboxProcess& process);
 
+// Waits until the init has exited. A pid namespace's init exits only after
+// every other process of the namespace is gone and reaped, so once this
+// returns nothing of the sandbox runs any more (its cgroup may be empty
+// earlier, while zombies still wait to be reaped).
+absl::Status WaitSandboxProcessExit(const SandboxProcess& process, int timeout_ms);
+
 // Reaps the init if it is sbxd's child (it is not after a restart). Call
 // after the pidfd became readable.
 void ReapSandboxProcess(const SandboxProcess& process);
@@ -104,6 +112,14 @@ struct ExecOptions {
   bool tty = false;
   uint16_t rows = 24, cols = 80;
   int64_t timeout_ms = 0;  // wall clock, 0 = none; init kills the group
+  // Per-command rlimits; 0 keeps the sandbox default (fsize 1 GiB, stack
+  // 8 MiB, 1024 open files).
+  int64_t fsize_bytes = 0;
+  int64_t stack_bytes = 0;
+  int64_t open_files = 0;
+  // The command's own cgroup (Cgroup::OpenProcsFiles of its leaf): it joins
+  // it before exec. Not owned; may be empty.
+  std::vector<int> cgroup_procs_fds;
 };
 
 // The host side of one running command. All fds are non-blocking and
@@ -115,6 +131,10 @@ struct ExecChannel {
   UniqueFd stdout_fd;    // read end (pipe mode)
   UniqueFd stderr_fd;    // read end (pipe mode)
   UniqueFd pty;          // master, read+write (tty mode)
+  // The command's own cgroup leaf (see Cgroup::CreateSub), set by the
+  // manager: its figures are the command's. The owner removes it after the
+  // exit, or leaves it to the sandbox's removal while processes remain.
+  std::unique_ptr<Cgroup> cgroup;
 };
 
 // Starts a command and returns once it runs. A command that cannot be

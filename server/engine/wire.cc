@@ -28,6 +28,8 @@ const char* ExecStepName(uint32_t step) {
     case kExecStepIdentity: return "switching user";
     case kExecStepPrivileges: return "dropping privileges";
     case kExecStepExec: return "exec";
+    case kExecStepCgroup: return "joining its cgroup";
+    case kExecStepLimits: return "setting its rlimits";
     case kExecStepSeccomp: return "installing the syscall filter";
     default: return "starting";
   }
@@ -92,6 +94,7 @@ bool DecodeSpawn(Reader& in, SpawnRequest* r) {
 std::string EncodeExec(const ExecRequest& r) {
   Writer w(kExec);
   w.U32(r.uid).U32(r.gid).U32(r.tty).U32(r.rows).U32(r.cols).I64(r.timeout_ms);
+  w.I64(r.fsize_bytes).I64(r.stack_bytes).I64(r.open_files).U32(r.cgroup_fds);
   w.Str(r.cwd).StrList(r.argv).StrList(r.env);
   return w.data();
 }
@@ -99,7 +102,9 @@ std::string EncodeExec(const ExecRequest& r) {
 bool DecodeExec(Reader& in, ExecRequest* r) {
   uint32_t tty, rows, cols;
   if (!(in.U32(&r->uid) && in.U32(&r->gid) && in.U32(&tty) && in.U32(&rows) &&
-        in.U32(&cols) && in.I64(&r->timeout_ms) && in.Str(&r->cwd) &&
+        in.U32(&cols) && in.I64(&r->timeout_ms) && in.I64(&r->fsize_bytes) &&
+        in.I64(&r->stack_bytes) && in.I64(&r->open_files) && in.U32(&r->cgroup_fds) &&
+        in.Str(&r->cwd) &&
         in.StrList(&r->argv) && in.StrList(&r->env) && in.done())) {
     return false;
   }

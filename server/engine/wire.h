@@ -21,7 +21,7 @@ namespace sbx::wire {
 
 // Largest message: bounds argv + env of an exec request.
 inline constexpr size_t kMaxMessage = 256 * 1024;
-inline constexpr size_t kMaxFds = 4;
+inline constexpr size_t kMaxFds = 8;
 
 enum MsgType : uint32_t {
   // sbxd -> spawner. fds: [control listen socket, sync read end, ready write end]
@@ -29,7 +29,8 @@ enum MsgType : uint32_t {
   // spawner -> sbxd. kSpawned: pid; fds: [pidfd]. kSpawnFailed: errno.
   kSpawned = 2,
   kSpawnFailed = 3,
-  // sbxd -> init. kExec fds: [stdin read, stdout write, stderr write] or none (tty).
+  // sbxd -> init. kExec fds: [stdin read, stdout write, stderr write] (none
+  // in tty mode), then `cgroup_fds` cgroup.procs files to join.
   kExec = 10,
   kSignal = 11,
   kPing = 12,
@@ -78,6 +79,8 @@ enum ExecStep : uint32_t {
   kExecStepPrivileges,
   kExecStepExec,
   kExecStepSeccomp,
+  kExecStepCgroup,
+  kExecStepLimits,
 };
 const char* ExecStepName(uint32_t step);
 
@@ -94,6 +97,8 @@ struct ExecRequest {
   bool tty = false;
   uint16_t rows = 24, cols = 80;
   int64_t timeout_ms = 0;
+  int64_t fsize_bytes = 0, stack_bytes = 0, open_files = 0;  // 0: default
+  uint32_t cgroup_fds = 0;
   std::string cwd;
   std::vector<std::string> argv;
   std::vector<std::string> env;

@@ -103,18 +103,24 @@ int g_seccomp_build_error = 0;
 
 // Limits beside the cgroup: no core dumps (they could leak memory into files
 // and take long to write), bounded descriptors, file size and stack.
-int ApplyRlimits() {
+int ApplyRlimits(const wire::ExecRequest& req) {
   struct Limit {
     int resource;
     rlim_t soft, hard;
   };
-  static constexpr Limit kLimits[] = {
-      {RLIMIT_CORE, 0, 0},
-      {RLIMIT_NOFILE, 1024, 1024},
-      {RLIMIT_FSIZE, rlim_t{1} << 30, rlim_t{1} << 30},
-      {RLIMIT_STACK, rlim_t{8} << 20, RLIM_INFINITY},
+  auto or_default = [](int64_t requested, rlim_t fallback) {
+    return requested > 0 ? static_cast<rlim_t>(requested) : fallback;
   };
-  for (const Limit& l : kLimits) {
+  const rlim_t fsize = or_default(req.fsize_bytes, rlim_t{1} << 30);
+  const rlim_t files = or_default(req.open_files, 1024);
+  const Limit limits[] = {
+      {RLIMIT_CORE, 0, 0},
+      {RLIMIT_NOFILE, files, files},
+      {RLIMIT_FSIZE, fsize, fsize},
+      {RLIMIT_STACK, or_default(req.stack_bytes, rlim_t{8} << 20),
+       req.stack_bytes > 0 ? static_cast<rlim_t>(req.stack_bytes) : RLIM_INFINITY},
+  };
+  for (const Limit& l : limits) {
     // Only ever lower: raising a hard limit needs a capability on the host.
     struct rlimit now;
     if (::getrlimit(l.resource, &now) != 0) return errno;
@@ -158,6 +164,16 @@ void ResetSignals() {
 [[noreturn]] void ExecChild(const wire::ExecRequest& req, const int* stdio,
                             const char* pty_name, int err_pipe) {
   ResetSignals();
+  // Join the command's own cgroup leaf first, so that everything it does,
+  // from its first page on, is accounted there.
+  const int* cgroup_fds = stdio + (req.tty ? 0 : 3);
+  for (uint32_t i = 0; i < req.cgroup_fds; ++i) {
+    if (::write(cgroup_fds[i], "0", 1) != 1) ChildFail(err_pipe, wire::kExecStepCgroup, errno);
+  }
+  // ...and make that leaf the root of what the command can see of cgroups.
+  if (req.cgroup_fds > 0 && ::unshare(CLONE_NEWCGROUP) != 0) {
+    ChildFail(err_pipe, wire::kExecStepCgroup, errno);
+  }
   if (::setsid() < 0) ChildFail(err_pipe, wire::kExecStepSetsid, errno);
   if (pty_name != nullptr) {
     int slave = ::open(pty_name, O_RDWR);
@@ -182,7 +198,7 @@ void ResetSignals() {
   // Everything above 2 closes on exec; the error pipe must stay open until then.
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   if (::chdir(req.cwd.c_str()) != 0) ChildFail(err_pipe, wire::kExecStepCwd, errno);
-  if (int err = ApplyRlimits(); err != 0) ChildFail(err_pipe, wire::kExecStepPrivileges, err);
+  if (int err = ApplyRlimits(req); err != 0) ChildFail(err_pipe, wire::kExecStepLimits, err);
   if (int err = DropPrivileges(req.uid, req.gid); err != 0) {
     ChildFail(err_pipe, wire::kExecStepPrivileges, err);
   }
@@ -277,7 +293,7 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
   wire::ExecRequest req;
   wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
   bool ok = exec->pid == 0 && wire::DecodeExec(in, &req) && !req.argv.empty() &&
-            nfds == (req.tty ? 0u : 3u);
+            nfds == (req.tty ? 0u : 3u) + req.cgroup_fds;
   if (!ok) {
     for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
     SendFailure(conn, wire::kExecStepExec, EPROTO);

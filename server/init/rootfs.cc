@@ -180,6 +180,8 @@ Failure MountProc() {
                                       MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
     } else {
       TRY(wire::kStepProc, ::mount("/dev/null", path, nullptr, MS_BIND, nullptr));
+      // A device node cannot be nodev, but it can be nosuid and noexec.
+      TRY(wire::kStepProc, SetAttr(path, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false));
     }
   }
   for (const char* path : kReadOnlyProcPaths) {
