@@ -1,0 +1,267 @@
+// Latency rows: one-shot, create / destroy, exec in a sandbox, and the CLI
+// as a whole process. Each sbx sample is interleaved with its baseline's so
+// that both see the same machine state.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "bench/host.h"
+#include "bench/rpc.h"
+#include "bench/scenarios.h"
+
+namespace sbx::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One timed run; false when it failed (the sample is then dropped).
+using Probe = std::function<bool(double* ms)>;
+
+struct Variant {
+  Variant(std::string n, Probe p) : name(std::move(n)), probe(std::move(p)) {}
+  std::string name;
+  Probe probe;
+  std::vector<double> samples;
+  int failures = 0;
+};
+
+// Runs every variant once per round, warm-up rounds first.
+void RunInterleaved(std::vector<Variant>& variants, int warmup, int iterations) {
+  for (int round = 0; round < warmup + iterations && !g_interrupted; ++round) {
+    for (Variant& v : variants) {
+      double ms = 0;
+      const bool ok = v.probe(&ms);
+      if (round < warmup) continue;
+      if (ok) {
+        v.samples.push_back(ms);
+      } else {
+        ++v.failures;
+      }
+    }
+  }
+}
+
+Probe ProcessProbe(std::vector<std::string> argv) {
+  return [argv = std::move(argv)](double* ms) {
+    const auto start = Clock::now();
+    const int status = SpawnAndWait(argv);
+    *ms = MsSince(start);
+    return status == 0;
+  };
+}
+
+// A row for one variant; `what` defaults to its name.
+Row SeriesRow(const std::string& key, const Variant& v, const std::string& what) {
+  Row row;
+  row.key = key;
+  row.what = what;
+  if (!v.samples.empty()) row.value = MakeSeries(v.name, "ms", v.samples);
+  if (v.failures > 0) row.note = absl::StrCat(v.failures, " failed runs dropped");
+  row.latency = true;
+  return row;
+}
+
+void Compare(Row& row, const Variant& baseline) {
+  if (baseline.samples.empty()) return;
+  row.baseline = MakeSeries(baseline.name, "ms", baseline.samples);
+  if (row.value) row.ratio = row.value->summary.median / row.baseline->summary.median;
+}
+
+std::string YesNo(bool b) { return b ? "yes" : "no"; }
+
+// Checks a baseline command once; "" when it works, else why not.
+std::string Unusable(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0].empty()) return "not installed";
+  const int status = SpawnAndWait(argv);
+  if (status == 0) return "";
+  return absl::StrCat("exits with wait status ", status, " here");
+}
+
+}  // namespace
+
+std::vector<std::string> UnshareArgv(const Context& ctx) {
+  return {ctx.unshare_path, "--user", "--map-root-user", "--pid", "--fork", "--mount",
+          "--net", "--ipc", "--uts", "--cgroup", ctx.true_path};
+}
+
+std::vector<std::string> BwrapArgv(const Context& ctx) {
+  return {ctx.bwrap_path, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+          "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+          "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev",
+          "--tmpfs", "/tmp", "/bin/true"};
+}
+
+std::vector<Row> RunOneShot(const Context& ctx) {
+  Stub& stub = ctx.daemon.stub();
+  std::string last_error;
+  Variant sbx{"sbx one-shot", [&](double* ms) {
+                const auto start = Clock::now();
+                v1::Sandbox box;
+                grpc::Status s = CreateSandbox(stub, &box);
+                if (!s.ok()) {
+                  last_error = "create: " + StatusText(s);
+                  return false;
+                }
+                ExecOutcome run = Exec(stub, box.id(), {"true"});
+                s = DestroySandbox(stub, box.id());
+                *ms = MsSince(start);
+                if (!run.status.ok()) last_error = "exec: " + StatusText(run.status);
+                if (!s.ok()) last_error = "destroy: " + StatusText(s);
+                return run.status.ok() && run.exit.exit_code() == 0 && s.ok();
+              }};
+  std::vector<Variant> variants;
+  variants.push_back(std::move(sbx));
+  variants.push_back({"fork+exec /bin/true", ProcessProbe({ctx.true_path})});
+  const std::string unshare_problem = Unusable(UnshareArgv(ctx));
+  if (unshare_problem.empty()) variants.push_back({"unshare", ProcessProbe(UnshareArgv(ctx))});
+  const std::string bwrap_problem = Unusable(BwrapArgv(ctx));
+  if (bwrap_problem.empty()) variants.push_back({"bwrap", ProcessProbe(BwrapArgv(ctx))});
+
+  RunInterleaved(variants, ctx.options.warmup, ctx.options.iterations);
+
+  std::vector<Row> rows;
+  Row main = SeriesRow("oneshot", variants[0], "one-shot create+exec true+destroy (gRPC)");
+  if (!last_error.empty()) absl::StrAppend(&main.note, " last error: ", last_error);
+  main.goal = "<=3 ms and <=0.5x bwrap";
+  const Variant* bwrap = nullptr;
+  for (const Variant& v : variants) {
+    if (v.name == "bwrap") bwrap = &v;
+  }
+  if (bwrap != nullptr) {
+    Compare(main, *bwrap);
+  } else {
+    absl::StrAppend(&main.note, " bwrap baseline missing: ", bwrap_problem);
+  }
+  main.met = main.value && main.ratio
+                 ? YesNo(main.value->summary.median <= 3 && *main.ratio <= 0.5)
+                 : "n/a";
+  CheckTail(main);
+  rows.push_back(std::move(main));
+  for (size_t i = 1; i < variants.size(); ++i) {
+    const std::string key = variants[i].name == "bwrap"     ? "baseline_bwrap"
+                            : variants[i].name == "unshare" ? "baseline_unshare"
+                                                            : "baseline_fork_exec";
+    const std::string what = variants[i].name == "bwrap" ? "  baseline: bwrap --unshare-all ..."
+                             : variants[i].name == "unshare"
+                                 ? "  baseline: unshare (7 namespaces) true"
+                                 : "  baseline: fork+exec /bin/true";
+    rows.push_back(SeriesRow(key, variants[i], what));
+  }
+  if (!unshare_problem.empty()) {
+    rows.push_back(Row::Unmeasured("baseline_unshare", "  baseline: unshare", "",
+                                   "unshare " + unshare_problem));
+  }
+  return rows;
+}
+
+std::vector<Row> RunCreateDestroy(const Context& ctx) {
+  Stub& stub = ctx.daemon.stub();
+  std::vector<double> create_ms, destroy_ms;
+  std::vector<std::string> ids;
+  int failures = 0;
+  std::string last_error;
+  const int total = ctx.options.warmup + ctx.options.iterations;
+  // Warm-up pairs first, then all creates, then all destroys, so each
+  // series is measured with a steady number of live sandboxes.
+  for (int i = 0; i < total && !g_interrupted; ++i) {
+    v1::Sandbox box;
+    const auto start = Clock::now();
+    grpc::Status s = CreateSandbox(stub, &box);
+    const double ms = MsSince(start);
+    if (!s.ok()) {
+      ++failures;
+      last_error = StatusText(s);
+      continue;
+    }
+    if (i < ctx.options.warmup) {
+      DestroySandbox(stub, box.id());
+      continue;
+    }
+    create_ms.push_back(ms);
+    ids.push_back(box.id());
+  }
+  for (const std::string& id : ids) {
+    const auto start = Clock::now();
+    grpc::Status s = DestroySandbox(stub, id);
+    const double ms = MsSince(start);
+    if (s.ok()) {
+      destroy_ms.push_back(ms);
+    } else {
+      ++failures;
+      last_error = StatusText(s);
+    }
+  }
+  Row create("create", "CreateSandbox alone (cold path)");
+  create.latency = true;
+  if (!create_ms.empty()) create.value = MakeSeries("CreateSandbox", "ms", create_ms);
+  create.goal = "<=0.5 ms (warm pool)";
+  create.met = create.value ? YesNo(create.value->summary.median <= 0.5) : "n/a";
+  CheckTail(create);
+  create.note = "cold path (no warm pool yet); sandboxes created one after another";
+  if (failures > 0) absl::StrAppend(&create.note, "; ", failures, " failures, last: ", last_error);
+  Row destroy("destroy", "DestroySandbox alone");
+  destroy.latency = true;
+  if (!destroy_ms.empty()) destroy.value = MakeSeries("DestroySandbox", "ms", destroy_ms);
+  return {create, destroy};
+}
+
+std::vector<Row> RunExecLatency(const Context& ctx) {
+  Stub& stub = ctx.daemon.stub();
+  v1::Sandbox box;
+  grpc::Status s = CreateSandbox(stub, &box);
+  if (!s.ok()) {
+    return {Row::Unmeasured("exec", "Exec true in a live sandbox", "<=1.5 ms",
+                            "create failed: " + StatusText(s))};
+  }
+  std::string last_error;
+  std::vector<Variant> variants;
+  variants.push_back({"sbx exec true", [&](double* ms) {
+                        ExecOutcome run = Exec(stub, box.id(), {"true"});
+                        *ms = run.exit_ms;
+                        if (!run.status.ok()) last_error = StatusText(run.status);
+                        return run.status.ok() && run.exit.exit_code() == 0;
+                      }});
+  variants.push_back({"fork+exec /bin/true", ProcessProbe({ctx.true_path})});
+  RunInterleaved(variants, ctx.options.warmup, ctx.options.iterations);
+  DestroySandbox(stub, box.id());
+
+  Row row = SeriesRow("exec", variants[0], "Exec true in a live sandbox (to exit msg)");
+  Compare(row, variants[1]);
+  row.goal = "<=1.5 ms";
+  row.met = row.value ? YesNo(row.value->summary.median <= 1.5) : "n/a";
+  CheckTail(row);
+  if (!last_error.empty()) absl::StrAppend(&row.note, " last error: ", last_error);
+  return {row};
+}
+
+std::vector<Row> RunCli(const Context& ctx) {
+  Stub& stub = ctx.daemon.stub();
+  Row run = Row::Unmeasured("cli_run", "sbx run -- true (process)", "<= bwrap",
+                            "not implemented yet (no `sbx run` verb)");
+  v1::Sandbox box;
+  grpc::Status s = CreateSandbox(stub, &box);
+  if (!s.ok()) {
+    return {Row::Unmeasured("cli_exec", "sbx exec ID -- true (process)", "<=8x /bin/true",
+                            "create failed: " + StatusText(s)),
+            run};
+  }
+  std::vector<Variant> variants;
+  variants.push_back({"sbx exec ID -- true",
+                      ProcessProbe({ctx.options.sbx_path, "--server", ctx.daemon.target(),
+                                    "exec", box.id(), "--", "true"})});
+  variants.push_back({"/bin/true process", ProcessProbe({ctx.true_path})});
+  RunInterleaved(variants, std::min(ctx.options.warmup, 10), ctx.options.cli_iterations);
+  DestroySandbox(stub, box.id());
+
+  Row row = SeriesRow("cli_exec", variants[0], "sbx exec ID -- true (process)");
+  Compare(row, variants[1]);
+  row.goal = "<=8x /bin/true";
+  row.met = row.ratio ? YesNo(*row.ratio <= 8) : "n/a";
+  CheckTail(row);
+  return {row, run};
+}
+
+}  // namespace sbx::bench
