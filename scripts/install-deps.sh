@@ -10,7 +10,7 @@ packages=(
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev
   libseccomp-dev libcap-dev libcli11-dev nlohmann-json3-dev
   # the default `host` image: what commands in a sandbox find under /usr
-  coreutils procps iproute2 bash python3 gcc g++ util-linux
+  coreutils procps iproute2 bash python3 gcc g++ util-linux bubblewrap  # bwrap: bench baseline
 )
 
 missing=()

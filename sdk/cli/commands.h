@@ -60,12 +60,30 @@ struct RmArgs {
   std::vector<std::string> ids;
 };
 
+struct CpArgs {
+  std::string user;
+  std::string src;  // local path, "-" or ID:PATH
+  std::string dst;
+};
+
+struct RunArgs {
+  std::string time;          // cpu time, DUR
+  std::string wall;          // wall clock, DUR
+  std::string memory;        // SIZE
+  std::string pids;
+  std::string output_limit;  // SIZE
+  bool json = false;
+  std::vector<std::string> argv;
+};
+
 int RunCreate(const GlobalArgs& global, const CreateArgs& args);
 int RunExec(const GlobalArgs& global, const ExecArgs& args);
 int RunLimits(const GlobalArgs& global, const LimitsArgs& args);
 int RunLs(const GlobalArgs& global, const LsArgs& args);
 int RunInspect(const GlobalArgs& global, const InspectArgs& args);
 int RunRm(const GlobalArgs& global, const RmArgs& args);
+int RunCp(const GlobalArgs& global, const CpArgs& args);
+int RunRun(const GlobalArgs& global, const RunArgs& args);
 
 }  // namespace sbx::cli
 

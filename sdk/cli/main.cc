@@ -76,6 +76,27 @@ int Main(int argc, char** argv) {
       "rm", "Destroy sandboxes (an unknown id is not an error)");
   rm_cmd->add_option("id", rm.ids, "sandbox ids")->required();
 
+  CpArgs cp;
+  CLI::App* cp_cmd = app.add_subcommand(
+      "cp", "Copy files or directories into or out of a sandbox (SRC or DST as ID:PATH)");
+  cp_cmd->add_option("--user", cp.user, "act as this user in the sandbox: root or a uid");
+  cp_cmd->add_option("src", cp.src, "local path, - (stdin) or ID:PATH")->required();
+  cp_cmd->add_option("dst", cp.dst, "local path, - (stdout) or ID:PATH")->required();
+
+  RunArgs run;
+  CLI::App* run_cmd = app.add_subcommand(
+      "run",
+      "Run one command in an ephemeral sandbox (stdin read first, then passed in); "
+      "exits with its code (128+N for signal N)");
+  run_cmd->add_option("--time", run.time, "cpu time limit, e.g. 2s");
+  run_cmd->add_option("--wall", run.wall, "wall-clock limit, e.g. 10s");
+  run_cmd->add_option("--memory", run.memory, "memory limit, e.g. 256M");
+  run_cmd->add_option("--pids", run.pids, "max tasks (processes + threads)");
+  run_cmd->add_option("--output-limit", run.output_limit,
+                      "stdout + stderr limit, e.g. 1M (default 16M)");
+  run_cmd->add_flag("--json", run.json, "print the verdict, usage and output as JSON");
+  run_cmd->add_option("command", run.argv, "CMD [ARG...], after --")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -92,6 +113,8 @@ int Main(int argc, char** argv) {
   if (*ls_cmd) return RunLs(global, ls);
   if (*inspect_cmd) return RunInspect(global, inspect);
   if (*rm_cmd) return RunRm(global, rm);
+  if (*cp_cmd) return RunCp(global, cp);
+  if (*run_cmd) return RunRun(global, run);
   return kExitUsage;  // unreachable: require_subcommand(1)
 }
 

@@ -106,6 +106,27 @@ absl::StatusOr<manager::ExecParams> FromProto(const v1::ExecStart& start) {
     if (!timeout.ok()) return timeout.status();
     params.timeout = *timeout;
   }
+  const v1::ExecLimits& limits = start.limits();
+  if (limits.has_wall_time()) {
+    absl::StatusOr<absl::Duration> wall = FromProto(limits.wall_time(), "limits.wall_time");
+    if (!wall.ok()) return wall.status();
+    // The tighter of the two wall-clock limits wins.
+    if (*wall > absl::ZeroDuration() &&
+        (params.timeout == absl::ZeroDuration() || *wall < params.timeout)) {
+      params.timeout = *wall;
+    }
+  }
+  if (limits.has_cpu_time()) {
+    absl::StatusOr<absl::Duration> cpu = FromProto(limits.cpu_time(), "limits.cpu_time");
+    if (!cpu.ok()) return cpu.status();
+    params.limits.cpu_time = *cpu;
+  }
+  if (limits.has_memory_bytes()) params.limits.memory_bytes = limits.memory_bytes();
+  if (limits.has_pids()) params.limits.pids = limits.pids();
+  if (limits.has_output_bytes()) params.limits.output_bytes = limits.output_bytes();
+  if (limits.has_file_size_bytes()) params.limits.file_size_bytes = limits.file_size_bytes();
+  if (limits.has_stack_bytes()) params.limits.stack_bytes = limits.stack_bytes();
+  if (limits.has_open_files()) params.limits.open_files = limits.open_files();
   return params;
 }
 
@@ -145,7 +166,7 @@ void ToProto(const manager::SandboxInfo& info, v1::Sandbox* out) {
   out->set_init_pid(info.init_pid);
 }
 
-void ToProto(const engine::ExecExit& exit, v1::ExecExit* out) {
+void ToProto(const engine::ExecExit& exit, const ExecOutcome& outcome, v1::ExecExit* out) {
   const int status = exit.wait_status;
   if (WIFSIGNALED(status)) {
     out->set_signal(WTERMSIG(status));
@@ -153,11 +174,33 @@ void ToProto(const engine::ExecExit& exit, v1::ExecExit* out) {
     out->set_exit_code(WEXITSTATUS(status));
   }
   SetDuration(exit.wall_us, out->mutable_wall_time());
-  SetDuration(exit.user_us + exit.system_us, out->mutable_cpu_time());
+  int64_t cpu_us = exit.user_us + exit.system_us;
+  int64_t peak = exit.max_rss_kb * 1024;
+  bool oom = false;
+  if (outcome.usage) {
+    cpu_us = outcome.usage->cpu_usec;
+    peak = outcome.usage->memory_peak_bytes;
+    oom = outcome.usage->oom_kills > 0;
+  }
+  SetDuration(cpu_us, out->mutable_cpu_time());
+  out->set_memory_peak_bytes(peak);
   out->set_timed_out(exit.timed_out);
-  out->set_memory_peak_bytes(exit.max_rss_kb * 1024);
-  if (exit.timed_out) {
+  out->set_oom_killed(oom);
+  out->set_output_truncated(outcome.output_truncated);
+  out->set_cpu_time_exceeded(outcome.cpu_exceeded);
+  const bool failed = out->signal() != 0 || out->exit_code() != 0;
+  // A program that fails with its peak at its limit ran out of memory, even
+  // when it died of a failed allocation rather than the OOM killer.
+  const bool at_memory_limit =
+      outcome.memory_limit > 0 && peak >= outcome.memory_limit - (int64_t{1} << 20);
+  if (outcome.cpu_exceeded) {
+    out->set_verdict(v1::VERDICT_TIME_LIMIT);
+  } else if (exit.timed_out) {
     out->set_verdict(v1::VERDICT_WALL_TIME_LIMIT);
+  } else if (outcome.output_truncated) {
+    out->set_verdict(v1::VERDICT_OUTPUT_LIMIT);
+  } else if (oom || (failed && at_memory_limit)) {
+    out->set_verdict(v1::VERDICT_MEMORY_LIMIT);
   } else if (out->signal() != 0) {
     out->set_verdict(v1::VERDICT_SIGNALED);
   } else if (out->exit_code() != 0) {

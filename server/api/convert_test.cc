@@ -80,7 +80,7 @@ TEST(ConvertTest, ExitVerdicts) {
   e.user_us = 200000;
   e.system_us = 100000;
   v1::ExecExit out;
-  ToProto(e, &out);
+  ToProto(e, ExecOutcome{}, &out);
   EXPECT_EQ(out.verdict(), v1::VERDICT_OK);
   EXPECT_EQ(out.wall_time().seconds(), 1);
   EXPECT_EQ(out.wall_time().nanos(), 500000000);
@@ -88,21 +88,67 @@ TEST(ConvertTest, ExitVerdicts) {
 
   e.wait_status = 3 << 8;  // exit(3)
   out.Clear();
-  ToProto(e, &out);
+  ToProto(e, ExecOutcome{}, &out);
   EXPECT_EQ(out.exit_code(), 3);
   EXPECT_EQ(out.verdict(), v1::VERDICT_RUNTIME_ERROR);
 
   e.wait_status = SIGKILL;  // killed by SIGKILL
   out.Clear();
-  ToProto(e, &out);
+  ToProto(e, ExecOutcome{}, &out);
   EXPECT_EQ(out.signal(), SIGKILL);
   EXPECT_EQ(out.verdict(), v1::VERDICT_SIGNALED);
 
   e.timed_out = true;
   out.Clear();
-  ToProto(e, &out);
+  ToProto(e, ExecOutcome{}, &out);
   EXPECT_EQ(out.verdict(), v1::VERDICT_WALL_TIME_LIMIT);
   EXPECT_TRUE(out.timed_out());
+}
+
+TEST(ConvertTest, ExitFiguresAndVerdictsFromTheCommandsCgroup) {
+  engine::ExecExit e;
+  e.wall_us = 2000000;
+  e.user_us = 1;  // rusage is superseded by the cgroup's figures
+  ExecOutcome outcome;
+  outcome.usage = engine::Usage{};
+  outcome.usage->cpu_usec = 1250000;
+  outcome.usage->memory_peak_bytes = 10 << 20;
+  v1::ExecExit out;
+  ToProto(e, outcome, &out);
+  EXPECT_EQ(out.cpu_time().seconds(), 1);
+  EXPECT_EQ(out.cpu_time().nanos(), 250000000);
+  EXPECT_EQ(out.memory_peak_bytes(), 10 << 20);
+  EXPECT_EQ(out.verdict(), v1::VERDICT_OK);
+
+  e.wait_status = SIGKILL;
+  outcome.usage->oom_kills = 1;
+  out.Clear();
+  ToProto(e, outcome, &out);
+  EXPECT_TRUE(out.oom_killed());
+  EXPECT_EQ(out.verdict(), v1::VERDICT_MEMORY_LIMIT);
+
+  // A failed allocation at the limit, without the OOM killer.
+  outcome.usage->oom_kills = 0;
+  outcome.memory_limit = 10 << 20;
+  e.wait_status = 1 << 8;
+  out.Clear();
+  ToProto(e, outcome, &out);
+  EXPECT_EQ(out.verdict(), v1::VERDICT_MEMORY_LIMIT);
+
+  outcome.output_truncated = true;
+  e.wait_status = SIGKILL;
+  out.Clear();
+  ToProto(e, outcome, &out);
+  EXPECT_TRUE(out.output_truncated());
+  EXPECT_EQ(out.verdict(), v1::VERDICT_OUTPUT_LIMIT);
+
+  // cpu time takes precedence over everything else.
+  outcome.cpu_exceeded = true;
+  e.timed_out = true;
+  out.Clear();
+  ToProto(e, outcome, &out);
+  EXPECT_TRUE(out.cpu_time_exceeded());
+  EXPECT_EQ(out.verdict(), v1::VERDICT_TIME_LIMIT);
 }
 
 TEST(ConvertTest, SandboxInfo) {

@@ -19,11 +19,8 @@
 
 namespace sbx::api {
 namespace {
-int64_t OomKills(manager::Manager& manager, const std::string& sandbox_id) {
-  absl::StatusOr<manager::SandboxInfo> info = manager.GetSandbox(sandbox_id);
-  if (!info.ok() || !info->usage) return -1;
-  return info->usage->oom_kills;
-}
+// How often a command with a cpu-time limit has its cgroup's cpu time read.
+constexpr absl::Duration kCpuPollInterval = absl::Milliseconds(10);
 
 constexpr size_t kChunkBytes = 64 << 10;
 // After the command exits, output is still read until EOF; a background
@@ -40,8 +37,7 @@ class ExecSession {
   ~ExecSession() { CloseAll(); }
 
   // The command started (or not).
-  // `oom_kills` is the sandbox's OOM-kill count when it started (-1: unknown).
-  void Begin(std::string sandbox_id, bool tty, int64_t oom_kills,
+  void Begin(std::string sandbox_id, bool tty, ExecBudget budget,
              absl::StatusOr<engine::ExecChannel> channel);
   // The first message was not a usable start.
   void Reject(absl::Status status) { Fail(std::move(status)); }
@@ -81,6 +77,7 @@ class ExecSession {
   void OnControlReadable();
   void OnDrainDeadline();
   void MaybeSendExit();
+  void ScheduleCpuCheck();
 
   void Queue(Outgoing out);
   void MaybeStartWrite();
@@ -93,7 +90,12 @@ class ExecSession {
   manager::Manager& manager_;
   IoLoop& loop_;
   std::string sandbox_id_;
-  int64_t oom_kills_at_start_ = -1;
+  ExecBudget budget_;
+  std::unique_ptr<engine::Cgroup> cgroup_;  // the command's own leaf
+  uint64_t cpu_timer_ = 0;
+  bool cpu_exceeded_ = false;
+  int64_t output_bytes_ = 0;
+  bool output_truncated_ = false;
   bool tty_ = false;
   pid_t pid_ = 0;
 
@@ -155,14 +157,15 @@ void ExecReactor::OnReadDone(bool ok) {
     absl::StatusOr<manager::ExecParams> params = FromProto(start);
     channel = params.ok() ? manager_.StartExec(start.sandbox_id(), *params) : params.status();
   }
-  // The sandbox's OOM-kill count now, to tell at exit whether this command
-  // was one of them.
-  int64_t oom_kills = -1;
-  if (channel.ok()) oom_kills = OomKills(manager_, start.sandbox_id());
-  loop_.Post([s = session_, id = start.sandbox_id(), tty = start.tty(), oom_kills,
-              c = std::move(channel)]() mutable {
-    s->Begin(id, tty, oom_kills, std::move(c));
-  });
+  ExecBudget budget;
+  if (start.limits().has_cpu_time()) {
+    budget.cpu_usec = start.limits().cpu_time().seconds() * 1000000 +
+                      start.limits().cpu_time().nanos() / 1000;
+  }
+  if (start.limits().has_output_bytes()) budget.output_bytes = start.limits().output_bytes();
+  if (start.limits().has_memory_bytes()) budget.memory_bytes = start.limits().memory_bytes();
+  loop_.Post([s = session_, id = start.sandbox_id(), tty = start.tty(), budget,
+              c = std::move(channel)]() mutable { s->Begin(id, tty, budget, std::move(c)); });
 }
 
 void ExecReactor::OnWriteDone(bool ok) {
@@ -181,10 +184,10 @@ void ExecReactor::OnDone() {
 // ---- start --------------------------------------------------------------------
 
 
-void ExecSession::Begin(std::string sandbox_id, bool tty, int64_t oom_kills,
+void ExecSession::Begin(std::string sandbox_id, bool tty, ExecBudget budget,
                         absl::StatusOr<engine::ExecChannel> channel) {
   sandbox_id_ = std::move(sandbox_id);
-  oom_kills_at_start_ = oom_kills;
+  budget_ = budget;
   if (!channel.ok()) {
     Finish(channel.status());
     if (channel.status().code() == absl::StatusCode::kUnavailable ||
@@ -196,6 +199,7 @@ void ExecSession::Begin(std::string sandbox_id, bool tty, int64_t oom_kills,
   }
   tty_ = tty;
   pid_ = channel->pid;
+  cgroup_ = std::move(channel->cgroup);
   fds_[kCtl] = std::move(channel->control);
   if (tty_) {
     fds_[kOut] = std::move(channel->pty);
@@ -221,7 +225,25 @@ void ExecSession::Begin(std::string sandbox_id, bool tty, int64_t oom_kills,
   Outgoing started;
   started.message.mutable_started()->set_pid(pid_);
   Queue(std::move(started));
+  if (budget_.cpu_usec > 0 && cgroup_) ScheduleCpuCheck();
   ReadNext();
+}
+
+// cpu time cannot be capped by the kernel for a whole tree, so it is read
+// from the command's cgroup every kCpuPollInterval: the command is killed at
+// most that long after it crossed its limit.
+void ExecSession::ScheduleCpuCheck() {
+  cpu_timer_ = loop_.AddTimer(absl::Now() + kCpuPollInterval, [this] {
+    cpu_timer_ = 0;
+    if (finished_ || exit_) return;
+    absl::StatusOr<engine::Usage> usage = cgroup_->GetUsage();
+    if (usage.ok() && usage->cpu_usec >= budget_.cpu_usec) {
+      cpu_exceeded_ = true;
+      KillCommand();
+      return;
+    }
+    ScheduleCpuCheck();
+  });
 }
 
 absl::Status ExecSession::Register(int slot) {
@@ -387,6 +409,23 @@ void ExecSession::ReadOutput(int slot) {
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
     chunk.resize(static_cast<size_t>(n));
+    if (budget_.output_bytes >= 0) {
+      const int64_t room = budget_.output_bytes - output_bytes_;
+      if (n > room) {
+        // Past the output limit: keep what fits, stop reading, kill.
+        chunk.resize(static_cast<size_t>(std::max<int64_t>(room, 0)));
+        output_truncated_ = true;
+        KillCommand();
+        eof_[kOut] = eof_[kErr] = true;
+        CloseFd(kOut);
+        CloseFd(kErr);
+        if (chunk.empty()) {
+          MaybeSendExit();
+          return;
+        }
+      }
+    }
+    output_bytes_ += static_cast<int64_t>(chunk.size());
     Outgoing out;
     if (slot == kOut) {
       out.message.set_stdout(std::move(chunk));
@@ -468,15 +507,28 @@ void ExecSession::MaybeSendExit() {
   drain_timer_ = 0;
   Outgoing out;
   v1::ExecExit* exit = out.message.mutable_exit();
-  ToProto(*exit_, exit);
-  // A SIGKILL while the sandbox's OOM-kill count rose: the kernel's OOM
-  // killer took it (a concurrent exec's kill can be counted here too; the
-  // per-exec cgroup of a later issue makes this exact).
-  if (exit->signal() == SIGKILL && !exit->timed_out() && oom_kills_at_start_ >= 0 &&
-      OomKills(manager_, sandbox_id_) > oom_kills_at_start_) {
-    exit->set_oom_killed(true);
-    exit->set_verdict(v1::VERDICT_MEMORY_LIMIT);
+  ExecOutcome outcome;
+  outcome.cpu_exceeded = cpu_exceeded_;
+  outcome.output_truncated = output_truncated_;
+  outcome.memory_limit = budget_.memory_bytes;
+  if (cgroup_) {
+    absl::StatusOr<engine::Usage> usage = cgroup_->GetUsage();
+    if (usage.ok()) {
+      outcome.usage = *usage;
+      manager_.NoteCommandOomKills(sandbox_id_, usage->oom_kills);
+    } else {
+      Log().warn("sandbox {}: exec pid {}: reading its usage: {}", sandbox_id_, pid_,
+                 usage.status().ToString());
+    }
+    // A leaf still holding background processes stays until the sandbox goes.
+    absl::Status removed = cgroup_->Remove();
+    if (!removed.ok() && removed.code() != absl::StatusCode::kFailedPrecondition) {
+      Log().warn("sandbox {}: removing cgroup of exec pid {}: {}", sandbox_id_, pid_,
+                 removed.ToString());
+    }
+    cgroup_.reset();
   }
+  ToProto(*exit_, outcome, exit);
   out.exit = true;
   Log().debug("sandbox {}: exec pid {} exited (status {:#x}, {} us)", sandbox_id_, pid_,
               exit_->wait_status, exit_->wall_us);
@@ -563,6 +615,8 @@ void ExecSession::CloseAll() {
   }
   if (drain_timer_ != 0) loop_.CancelTimer(drain_timer_);
   drain_timer_ = 0;
+  if (cpu_timer_ != 0) loop_.CancelTimer(cpu_timer_);
+  cpu_timer_ = 0;
 }
 
 }  // namespace sbx::api

@@ -3,7 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
 #include "server/api/exec_reactor.h"
+#include "server/api/files.h"
 #include "server/api/log.h"
+#include "server/api/run.h"
 #include "server/api/status.h"
 
 namespace sbx::api {
@@ -31,28 +33,6 @@ absl::Status RequireId(const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError("id: must not be empty");
   return absl::OkStatus();
 }
-
-absl::Status Unimplemented(const char* rpc) {
-  return absl::UnimplementedError(
-      absl::StrCat(rpc, " is not implemented yet (file transfer and judge runs are a later "
-                        "feature of sbxd)"));
-}
-
-// A client-streaming call answered at once with an error.
-class RejectingReadReactor : public grpc::ServerReadReactor<v1::WriteFilesRequest> {
- public:
-  explicit RejectingReadReactor(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
-  void OnDone() override { delete this; }
-};
-
-// A server-streaming call answered at once with an error.
-class RejectingWriteReactor : public grpc::ServerWriteReactor<v1::ReadFileResponse> {
- public:
-  explicit RejectingWriteReactor(const absl::Status& status) {
-    Finish(ToGrpcStatus(status));
-  }
-  void OnDone() override { delete this; }
-};
 
 }  // namespace
 
@@ -116,18 +96,18 @@ grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>* SandboxService::Exec
 
 grpc::ServerReadReactor<v1::WriteFilesRequest>* SandboxService::WriteFiles(
     grpc::CallbackServerContext* context, v1::WriteFilesResponse* response) {
-  return new RejectingReadReactor(Unimplemented("WriteFiles"));
+  return new WriteFilesReactor(manager_, response);
 }
 
 grpc::ServerWriteReactor<v1::ReadFileResponse>* SandboxService::ReadFile(
     grpc::CallbackServerContext* context, const v1::ReadFileRequest* request) {
-  return new RejectingWriteReactor(Unimplemented("ReadFile"));
+  return new ReadFileReactor(manager_, *request);
 }
 
 grpc::ServerUnaryReactor* SandboxService::Run(grpc::CallbackServerContext* context,
                                               const v1::RunRequest* request,
                                               v1::RunResponse* response) {
-  return Respond(context, Unimplemented("Run"));
+  return StartRun(manager_, runs_, context, request, response);
 }
 
 }  // namespace sbx::api

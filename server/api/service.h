@@ -1,7 +1,8 @@
 // sbx.v1.SandboxService on the gRPC callback API. Handlers are thin: check
 // the shape of a request, convert it, call the manager, convert the answer
 // (errors through ToGrpcStatus). Unary handlers call the manager directly;
-// Exec streams run on the shared IoLoop.
+// Exec streams run on the shared IoLoop; the file streams (files.h) do one
+// bounded step per reaction; Run jobs go to a small worker pool (run.h).
 #ifndef SBX_SERVER_API_SERVICE_H_
 #define SBX_SERVER_API_SERVICE_H_
 
@@ -9,6 +10,7 @@
 
 #include "sbx/v1/sandbox.grpc.pb.h"
 #include "server/api/io_loop.h"
+#include "server/api/run.h"
 #include "server/manager/manager.h"
 
 namespace sbx::api {
@@ -16,7 +18,8 @@ namespace sbx::api {
 class SandboxService final : public v1::SandboxService::CallbackService {
  public:
   // `manager` and `loop` must outlive the gRPC server serving this service.
-  SandboxService(manager::Manager& manager, IoLoop& loop) : manager_(manager), loop_(loop) {}
+  SandboxService(manager::Manager& manager, IoLoop& loop)
+      : manager_(manager), loop_(loop), runs_(RunPool::DefaultThreads(), kMaxQueuedRuns) {}
 
   grpc::ServerUnaryReactor* CreateSandbox(grpc::CallbackServerContext* context,
                                           const v1::CreateSandboxRequest* request,
@@ -44,8 +47,12 @@ class SandboxService final : public v1::SandboxService::CallbackService {
                                 v1::RunResponse* response) override;
 
  private:
+  // Runs that may wait for a worker before Run answers RESOURCE_EXHAUSTED.
+  static constexpr size_t kMaxQueuedRuns = 64;
+
   manager::Manager& manager_;
   IoLoop& loop_;
+  RunPool runs_;  // Run jobs (run.h); joined before the service goes
 };
 
 }  // namespace sbx::api

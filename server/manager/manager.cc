@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <limits>
@@ -255,7 +256,12 @@ absl::Status Manager::TearDown(Record& record, bool kill_init) {
     }
   }
   if (record.process.pidfd.valid()) {
-    // The init is gone with its cgroup's processes; collect it if it is our child.
+    // The cgroup empties before the init has reaped the namespace's last
+    // zombies; its own exit marks the end of them.
+    errors.Add(Annotate(
+        engine::WaitSandboxProcessExit(record.process, options_.kill_timeout_ms),
+        "waiting for its init to exit"));
+    // Collect it if it is our child.
     engine::ReapSandboxProcess(record.process);
     record.process = engine::SandboxProcess();
   }
@@ -327,11 +333,13 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record) {
   info.labels = record->labels;
   info.created_at = record->created_at;
   info.expires_at = record->expires_at;
+  int64_t leaf_oom_kills = 0;
   {
     absl::MutexLock lock(&mu_);
     info.state = record->state;
     info.limits = record->limits;
     info.init_pid = record->pid;
+    leaf_oom_kills = record->leaf_oom_kills;
   }
   if (info.state == SandboxState::kRunning || info.state == SandboxState::kDead) {
     absl::MutexLock op_lock(&record->op_mu);
@@ -339,6 +347,8 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record) {
       absl::StatusOr<engine::Usage> usage = record->cgroup->GetUsage();
       if (usage.ok()) {
         info.usage = *usage;
+        // v2 counts the leaves' kills in the sandbox's own counter, v1 does not.
+        info.usage->oom_kills = std::max(info.usage->oom_kills, leaf_oom_kills);
       } else {
         Log().warn("sandbox {}: reading usage: {}", record->id, usage.status().ToString());
       }
@@ -424,27 +434,62 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& id,
 
 // ---- exec ---------------------------------------------------------------------
 
+void Manager::NoteCommandOomKills(const std::string& id, int64_t kills) {
+  if (kills <= 0) return;
+  absl::MutexLock lock(&mu_);
+  auto it = registry_.find(id);
+  if (it != registry_.end()) it->second->leaf_oom_kills += kills;
+}
+
 absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& id,
                                                        const ExecParams& params) {
   std::string dir;
   std::map<std::string, std::string> env;
+  std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
     auto it = registry_.find(id);
     if (it == registry_.end()) {
       return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
     }
-    const Record& record = *it->second;
-    if (record.state != SandboxState::kRunning) {
+    record = it->second;
+    if (record->state != SandboxState::kRunning) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "sandbox ", id, " is ", SandboxStateName(record.state), ", not RUNNING"));
+          "sandbox ", id, " is ", SandboxStateName(record->state), ", not RUNNING"));
     }
-    dir = record.dir;
-    env = record.env;
+    dir = record->dir;
+    env = record->env;
   }
   ASSIGN_OR_RETURN(engine::ExecOptions options, BuildExecOptions(id, env, params));
+  // The command's own cgroup leaf, with its own limits.
+  std::unique_ptr<engine::Cgroup> leaf;
+  std::vector<UniqueFd> procs_files;
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    if (!record->cgroup) {
+      return absl::FailedPreconditionError(absl::StrCat("sandbox ", id, " is being torn down"));
+    }
+    ASSIGN_OR_RETURN(leaf, record->cgroup->CreateSub(absl::StrCat(
+                               "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
+  }
+  engine::Limits leaf_limits;
+  leaf_limits.memory_bytes = params.limits.memory_bytes;
+  leaf_limits.pids = params.limits.pids;
+  absl::Status prepared = leaf->SetLimits(leaf_limits);
+  if (prepared.ok()) {
+    absl::StatusOr<std::vector<UniqueFd>> files = leaf->OpenProcsFiles();
+    if (files.ok()) procs_files = std::move(*files);
+    prepared = files.status();
+  }
+  if (!prepared.ok()) {
+    leaf->Remove().IgnoreError();
+    return Annotate(prepared, "preparing the command's cgroup");
+  }
+  for (const UniqueFd& fd : procs_files) options.cgroup_procs_fds.push_back(fd.get());
   absl::StatusOr<engine::ExecChannel> channel =
       engine::StartExec(engine::ControlSocketPath(dir), options);
+  if (!channel.ok()) leaf->Remove().IgnoreError();
+  if (channel.ok()) channel->cgroup = std::move(leaf);
   if (!channel.ok()) {
     Log().debug("sandbox {}: exec {} failed: {}", id, options.argv[0],
                 channel.status().ToString());
@@ -452,6 +497,36 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& id,
   }
   Log().debug("sandbox {}: exec {} started, pid {}", id, options.argv[0], channel->pid);
   return channel;
+}
+
+// ---- files ------------------------------------------------------------------
+
+absl::StatusOr<std::shared_ptr<engine::SandboxFs>> Manager::OpenSandboxFs(const std::string& id,
+                                                                          uint32_t uid) {
+  std::shared_ptr<Record> record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(id);
+    if (it == registry_.end()) {
+      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
+    }
+    record = it->second;
+  }
+  absl::MutexLock op_lock(&record->op_mu);
+  {
+    absl::MutexLock lock(&mu_);
+    if (record->state != SandboxState::kRunning) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sandbox ", id, " is ", SandboxStateName(record->state), ", not RUNNING"));
+    }
+  }
+  engine::SandboxFsTarget target;
+  target.sandbox_id = id;
+  target.init_pid = record->process.pid;
+  target.init_pidfd = record->process.pidfd.get();
+  target.host_id_base = options_.uid_base + record->slot * engine::kIdsPerSandbox;
+  target.uid = uid;
+  return engine::SandboxFs::Open(target);
 }
 
 }  // namespace sbx::manager

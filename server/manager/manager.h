@@ -15,6 +15,7 @@
 #define SBX_SERVER_MANAGER_MANAGER_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -31,6 +32,7 @@
 #include "absl/time/time.h"
 #include "server/common/unique_fd.h"
 #include "server/engine/cgroup.h"
+#include "server/engine/files.h"
 #include "server/engine/limits.h"
 #include "server/engine/sandbox.h"
 #include "server/manager/options.h"
@@ -73,6 +75,18 @@ class Manager {
   // Validates `params` and starts a command in a RUNNING sandbox.
   absl::StatusOr<engine::ExecChannel> StartExec(const std::string& id,
                                                 const ExecParams& params);
+
+  // Opens the root file system of a RUNNING sandbox for file transfer, as
+  // `uid` inside it. Done under the sandbox's operation lock, so it cannot
+  // race with Destroy; the handle then notices by itself (pidfd) when the
+  // sandbox goes away. NOT_FOUND for an unknown id, FAILED_PRECONDITION
+  // unless RUNNING.
+  absl::StatusOr<std::shared_ptr<engine::SandboxFs>> OpenSandboxFs(const std::string& id,
+                                                                   uint32_t uid);
+
+  // Adds OOM kills seen in a finished command's cgroup leaf to the
+  // sandbox's count (see Record::leaf_oom_kills). Unknown ids are ignored.
+  void NoteCommandOomKills(const std::string& id, int64_t kills);
 
   // Stops the watcher thread. Idempotent.
   void Shutdown();
@@ -135,6 +149,10 @@ class Manager {
   UniqueFd epoll_fd_;
   UniqueFd wake_fd_;  // eventfd; epoll token 0
   std::atomic<bool> stopping_{false};
+  // Names the commands' cgroup leaves; starts from the clock so that a leaf
+  // left by a previous sbxd is never reused.
+  std::atomic<uint64_t> exec_seq_{static_cast<uint64_t>(
+      std::chrono::system_clock::now().time_since_epoch() / std::chrono::microseconds(1))};
   std::thread watcher_;
 };
 

@@ -35,6 +35,10 @@ struct Manager::Record {
   // Guarded by Manager::mu_ (the annotation cannot name it from here).
   SandboxState state = SandboxState::kCreating;
   engine::Limits limits;    // effective, every field set
+  // OOM kills counted in commands' cgroup leaves. On cgroup v1 the
+  // sandbox's own counter does not include its children's, and a leaf's
+  // counter goes with the leaf.
+  int64_t leaf_oom_kills = 0;
   pid_t pid = 0;            // of the init, for display
   uint64_t watch_token = 0; // 0 when its pidfd is not watched
 

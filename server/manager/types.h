@@ -46,6 +46,17 @@ struct ListFilter {
   std::optional<SandboxState> state;                  // absent: any
 };
 
+// Limits of one command alone; unset: none of its own.
+struct ExecLimits {
+  std::optional<absl::Duration> cpu_time;
+  std::optional<int64_t> memory_bytes;
+  std::optional<int64_t> pids;
+  std::optional<int64_t> output_bytes;
+  std::optional<int64_t> file_size_bytes;
+  std::optional<int64_t> stack_bytes;
+  std::optional<int64_t> open_files;
+};
+
 struct ExecParams {
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // added to the sandbox env
@@ -55,6 +66,7 @@ struct ExecParams {
   uint16_t rows = 24;
   uint16_t cols = 80;
   absl::Duration timeout = absl::ZeroDuration();  // zero: none
+  ExecLimits limits;
 };
 
 }  // namespace sbx::manager

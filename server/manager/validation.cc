@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/status.h"
 
 namespace sbx::manager {
 namespace {
@@ -205,6 +206,29 @@ bool MatchesSelector(const std::map<std::string, std::string>& labels,
   return true;
 }
 
+absl::Status ValidateExecLimits(const ExecLimits& limits) {
+  auto range = [](const std::optional<int64_t>& v, absl::string_view name, int64_t lo,
+                  int64_t hi) -> absl::Status {
+    if (!v || (*v >= lo && *v <= hi)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("limits.", name, ": ", *v, " is outside [", lo, ", ", hi, "]"));
+  };
+  constexpr int64_t kTiB = int64_t{1} << 40;
+  RETURN_IF_ERROR(range(limits.memory_bytes, "memory_bytes", kMinMemoryBytes, kTiB));
+  RETURN_IF_ERROR(range(limits.pids, "pids", 1, kMaxPids));
+  RETURN_IF_ERROR(range(limits.output_bytes, "output_bytes", 0, kTiB));
+  RETURN_IF_ERROR(range(limits.file_size_bytes, "file_size_bytes", 1, kTiB));
+  RETURN_IF_ERROR(range(limits.stack_bytes, "stack_bytes", 64 << 10, 1 << 30));
+  RETURN_IF_ERROR(range(limits.open_files, "open_files", 3, 1 << 20));
+  if (limits.cpu_time &&
+      (*limits.cpu_time <= absl::ZeroDuration() || *limits.cpu_time > kMaxExecTimeout)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "limits.cpu_time: ", absl::FormatDuration(*limits.cpu_time),
+        " is outside (0s, 30 days]"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<engine::ExecOptions> BuildExecOptions(
     const std::string& sandbox_id, const std::map<std::string, std::string>& sandbox_env,
     const ExecParams& params) {
@@ -235,8 +259,12 @@ absl::StatusOr<engine::ExecOptions> BuildExecOptions(
   }
   absl::StatusOr<uint32_t> uid = ParseUser(params.user);
   if (!uid.ok()) return uid.status();
+  RETURN_IF_ERROR(ValidateExecLimits(params.limits));
 
   engine::ExecOptions options;
+  options.fsize_bytes = params.limits.file_size_bytes.value_or(0);
+  options.stack_bytes = params.limits.stack_bytes.value_or(0);
+  options.open_files = params.limits.open_files.value_or(0);
   options.argv = params.argv;
   options.uid = *uid;
   options.gid = *uid;

@@ -61,6 +61,10 @@ absl::Status ValidateCreateParams(const CreateParams& params, const HostResource
 bool MatchesSelector(const std::map<std::string, std::string>& labels,
                      const std::map<std::string, std::string>& selector);
 
+// Checks the ranges of one command's own limits (INVALID_ARGUMENT naming
+// the field).
+absl::Status ValidateExecLimits(const ExecLimits& limits);
+
 // Validates an exec request and turns it into the engine's options: the
 // user, the working directory and the complete environment (defaults, then
 // the sandbox's env, then the request's env; later entries win).

@@ -340,15 +340,15 @@ TEST_F(BadRequestTest, BadExecRequests) {
   EXPECT_EQ(r.out, "ok\n");
 }
 
-TEST_F(BadRequestTest, UnbuiltRpcsAreUnimplemented) {
+TEST_F(BadRequestTest, RunNeedsACommandAndFileRpcsNeedASandbox) {
   {
     grpc::ClientContext ctx;
     SetDeadline(ctx, seconds(10));
-    v1::RunRequest req;
-    req.add_run_argv("true");
+    v1::RunRequest req;  // no run_argv
+    req.add_cases();
     v1::RunResponse resp;
     grpc::Status s = stub().Run(&ctx, req, &resp);
-    EXPECT_EQ(s.error_code(), grpc::UNIMPLEMENTED) << StatusText(s);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
     EXPECT_FALSE(s.error_message().empty());
   }
   {
@@ -362,7 +362,7 @@ TEST_F(BadRequestTest, UnbuiltRpcsAreUnimplemented) {
     while (reader->Read(&resp)) {
     }
     grpc::Status s = reader->Finish();
-    EXPECT_EQ(s.error_code(), grpc::UNIMPLEMENTED) << StatusText(s);
+    EXPECT_EQ(s.error_code(), grpc::NOT_FOUND) << StatusText(s);
   }
   {
     grpc::ClientContext ctx;
@@ -374,7 +374,7 @@ TEST_F(BadRequestTest, UnbuiltRpcsAreUnimplemented) {
     writer->Write(req);
     writer->WritesDone();
     grpc::Status s = writer->Finish();
-    EXPECT_EQ(s.error_code(), grpc::UNIMPLEMENTED) << StatusText(s);
+    EXPECT_EQ(s.error_code(), grpc::NOT_FOUND) << StatusText(s);
   }
 }
 

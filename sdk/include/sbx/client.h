@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <optional>
@@ -161,6 +162,35 @@ struct ExecResult {
   v1::ExecExit exit;
 };
 
+// ---- file transfer ------------------------------------------------------------
+//
+// Paths in a sandbox are resolved inside it as its user sees them: relative
+// paths are below /work, ".." never climbs above "/", symlinks never lead
+// outside. See docs/files.md.
+
+// One entry of Client::WriteFiles.
+struct FileToWrite {
+  std::string path;     // in the sandbox; missing parents are created
+  std::string content;  // regular files only
+  uint32_t mode = 0;    // permission bits; 0 = 0644 (0755 for a directory);
+                        // setuid / setgid are always dropped
+  bool is_dir = false;
+  std::string symlink_target;  // non-empty: create a symlink, no content
+};
+
+struct TransferOptions {
+  std::string user;  // "" = the sandbox user (uid 1000); "root" or a uid
+  // Client-side deadline of the whole transfer. Unset: none.
+  std::optional<absl::Duration> rpc_deadline;
+};
+
+// What a transfer moved: files, directories and symlinks, and content bytes.
+struct TransferResult {
+  int64_t files = 0;
+  int64_t bytes = 0;
+};
+using WriteResult = TransferResult;
+
 // A connection to one sbxd. Cheap to copy (copies share the channel);
 // thread-safe: any number of calls may run at once from any threads.
 class Client {
@@ -200,6 +230,67 @@ class Client {
   // callbacks for large outputs).
   absl::StatusOr<ExecResult> ExecCollect(const ExecOptions& options,
                                          std::string_view stdin_data = {}) const;
+
+  // ---- file transfer (files.cc); every call is one stream, chunked, with
+  // gRPC flow control, so memory stays bounded whatever the size.
+
+  // Writes files, directories and symlinks, in order, in one stream.
+  absl::StatusOr<WriteResult> WriteFiles(std::string_view sandbox_id,
+                                         const std::vector<FileToWrite>& files,
+                                         const TransferOptions& options = {}) const;
+  // Writes one file whose content comes from `in` (read to its end).
+  absl::StatusOr<WriteResult> WriteFileFrom(std::string_view sandbox_id, std::istream& in,
+                                            const std::string& remote_path, uint32_t mode = 0,
+                                            const TransferOptions& options = {}) const;
+  // Reads one regular file into memory (FAILED_PRECONDITION for a
+  // directory; NOT_FOUND "no such file in sandbox: ..." when missing).
+  absl::StatusOr<std::string> ReadFile(std::string_view sandbox_id, const std::string& remote_path,
+                                       const TransferOptions& options = {}) const;
+  // Streams one regular file to `out`.
+  absl::StatusOr<TransferResult> ReadFileTo(std::string_view sandbox_id,
+                                            const std::string& remote_path, std::ostream& out,
+                                            const TransferOptions& options = {}) const;
+
+  // Copies a local file or directory tree into the sandbox, like `cp -r`:
+  // `remote_path` names the copy; if it ends with '/', the copy goes into that
+  // directory under the local name. Modes and symlinks are kept; devices,
+  // FIFOs and sockets are skipped. A directory the tree makes read-only is
+  // written first and has its mode set at the end.
+  absl::StatusOr<TransferResult> CopyIn(std::string_view sandbox_id, const std::string& local_path,
+                                        const std::string& remote_path,
+                                        const TransferOptions& options = {}) const;
+  // Copies a file or directory tree out of the sandbox, like `cp -r`: into
+  // `local_path` if it is an existing directory (under the remote name),
+  // else to `local_path` itself. Modes (without setuid/setgid) and symlinks
+  // are kept; nothing is ever written outside the destination, whatever the
+  // server sends.
+  absl::StatusOr<TransferResult> CopyOut(std::string_view sandbox_id,
+                                         const std::string& remote_path,
+                                         const std::string& local_path,
+                                         const TransferOptions& options = {}) const;
+
+  // ---- judge runs (run.cc)
+
+  // One submission in a fresh sandbox that the daemon destroys after: the
+  // request's files, its compile command once, then every test case with its
+  // own limits and figures; see RunRequest in sbx/v1/sandbox.proto. Without
+  // call.timeout there is no deadline (ClientOptions::default_timeout does
+  // not apply: a Run lasts as long as its cases). Verdicts are results, not
+  // errors: a status is returned only when the daemon could not do the run.
+  //
+  //   v1::RunRequest run;
+  //   auto* file = run.add_files();
+  //   file->set_path("main.c");
+  //   file->set_content(source);
+  //   run.add_compile_argv("gcc"); run.add_compile_argv("main.c");
+  //   run.add_run_argv("./a.out");
+  //   auto* test = run.add_cases();
+  //   test->set_stdin("1 2\n");
+  //   test->set_expected_stdout("3\n");
+  //   *test->mutable_limits()->mutable_cpu_time() = ToProtoDuration(absl::Seconds(1));
+  //   absl::StatusOr<v1::RunResponse> r = client->Run(run);  // r->verdict()
+  absl::StatusOr<v1::RunResponse> Run(const v1::RunRequest& request,
+                                      const CallOptions& call = {}) const;
 
  private:
   struct State;
