@@ -361,11 +361,7 @@ absl::StatusOr<SandboxInfo> Manager::GetSandbox(const std::string& id) {
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    auto it = registry_.find(id);
-    if (it == registry_.end()) {
-      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
-    }
-    record = it->second;
+    ASSIGN_OR_RETURN(record, FindLocked(id));
   }
   return Snapshot(record);
 }
@@ -386,6 +382,20 @@ std::vector<SandboxInfo> Manager::ListSandboxes(const ListFilter& filter) {
   return out;
 }
 
+absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::FindLocked(const std::string& id) {
+  auto it = registry_.find(id);
+  if (it == registry_.end()) {
+    return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
+  }
+  return it->second;
+}
+
+absl::Status Manager::RequireRunningLocked(const Record& record) {
+  if (record.state == SandboxState::kRunning) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "sandbox ", record.id, " is ", SandboxStateName(record.state), ", not RUNNING"));
+}
+
 // ---- limits -------------------------------------------------------------------
 
 absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& id,
@@ -394,21 +404,14 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& id,
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    auto it = registry_.find(id);
-    if (it == registry_.end()) {
-      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
-    }
-    record = it->second;
+    ASSIGN_OR_RETURN(record, FindLocked(id));
   }
   {
     absl::MutexLock op_lock(&record->op_mu);
     engine::Limits merged;
     {
       absl::MutexLock lock(&mu_);
-      if (record->state != SandboxState::kRunning) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "sandbox ", id, " is ", SandboxStateName(record->state), ", not RUNNING"));
-      }
+      RETURN_IF_ERROR(RequireRunningLocked(*record));
       merged = MergeLimits(record->limits, limits);
     }
     if (absl::Status s = record->cgroup->SetLimits(limits); !s.ok()) {
@@ -448,15 +451,8 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& id,
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    auto it = registry_.find(id);
-    if (it == registry_.end()) {
-      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
-    }
-    record = it->second;
-    if (record->state != SandboxState::kRunning) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "sandbox ", id, " is ", SandboxStateName(record->state), ", not RUNNING"));
-    }
+    ASSIGN_OR_RETURN(record, FindLocked(id));
+    RETURN_IF_ERROR(RequireRunningLocked(*record));
     dir = record->dir;
     env = record->env;
   }
@@ -506,19 +502,12 @@ absl::StatusOr<std::shared_ptr<engine::SandboxFs>> Manager::OpenSandboxFs(const 
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    auto it = registry_.find(id);
-    if (it == registry_.end()) {
-      return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
-    }
-    record = it->second;
+    ASSIGN_OR_RETURN(record, FindLocked(id));
   }
   absl::MutexLock op_lock(&record->op_mu);
   {
     absl::MutexLock lock(&mu_);
-    if (record->state != SandboxState::kRunning) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "sandbox ", id, " is ", SandboxStateName(record->state), ", not RUNNING"));
-    }
+    RETURN_IF_ERROR(RequireRunningLocked(*record));
   }
   engine::SandboxFsTarget target;
   target.sandbox_id = id;

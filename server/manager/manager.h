@@ -111,6 +111,11 @@ class Manager {
   absl::Status TearDown(Record& record, bool kill_init);
 
   SandboxInfo Snapshot(const std::shared_ptr<Record>& record);
+  // NOT_FOUND for an unknown id.
+  absl::StatusOr<std::shared_ptr<Record>> FindLocked(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FAILED_PRECONDITION unless the sandbox is RUNNING.
+  absl::Status RequireRunningLocked(const Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static PersistedSandbox Persisted(const Record& record, const engine::Limits& limits);
 
   // Recovery (recovery.cc).
