@@ -115,6 +115,16 @@ void Manager::Shutdown() {
   if (stopping_.exchange(true)) return;
   WakeWatcher();
   if (watcher_.joinable()) watcher_.join();
+  // Sandboxes outlive sbxd; with none left, its parent cgroup goes too.
+  bool empty;
+  {
+    absl::MutexLock lock(&mu_);
+    empty = registry_.empty();
+  }
+  if (empty && cgroups_) {
+    absl::Status removed = cgroups_->RemoveParentIfEmpty();
+    if (!removed.ok()) Log().info("keeping the parent cgroup: {}", removed.ToString());
+  }
 }
 
 std::string Manager::SandboxDir(const std::string& id) const {

@@ -88,7 +88,8 @@ class Manager {
   // sandbox's count (see Record::leaf_oom_kills). Unknown ids are ignored.
   void NoteCommandOomKills(const std::string& id, int64_t kills);
 
-  // Stops the watcher thread. Idempotent.
+  // Stops the watcher thread and, when no sandbox is left, removes the
+  // (then empty) parent cgroup. Sandboxes keep running. Idempotent.
   void Shutdown();
 
  private:
