@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package sbx needs to build, run and test.
+# The core list is below; each feature that needs more (the v2 VM, the
+# router, the other-language clients, ...) keeps its packages in
+# scripts/deps/<feature>.list, one package per line, '#' comments allowed.
+# With --core only the core list is installed (what `up.sh` needs).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "install-deps.sh: run as root" >&2; exit 1; }
 
 packages=(
@@ -12,6 +17,12 @@ packages=(
   # the default `host` image: what commands in a sandbox find under /usr
   coreutils procps iproute2 bash python3 gcc g++ util-linux bubblewrap  # bwrap: bench baseline
 )
+if [ "${1:-}" != --core ]; then
+  for list in scripts/deps/*.list; do
+    [ -e "$list" ] || continue
+    while read -r p; do packages+=("$p"); done < <(sed 's/#.*//' "$list" | tr -s ' \t' '\n' | grep -v '^$')
+  done
+fi
 
 missing=()
 for p in "${packages[@]}"; do

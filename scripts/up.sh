@@ -3,7 +3,7 @@
 # sbxd with its defaults (socket /run/sbx/sbxd.sock, state /var/lib/sbx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-deps.sh
+./scripts/install-deps.sh --core
 ./scripts/build.sh -DSBX_BUILD_TESTS=OFF
 cmake --install build >/dev/null
 
