@@ -32,8 +32,10 @@ uint32_t ChooseUidBase(int max) {
 }  // namespace
 
 BenchDaemon::BenchDaemon(DaemonConfig config) : config_(std::move(config)) {
-  if (config_.uid_base == 0) config_.uid_base = ChooseUidBase(config_.max_sandboxes);
-  cgroup_parent_ = absl::StrCat("sbx-bench-", getpid());
+  if (config_.uid_base == 0) {
+    config_.uid_base = ChooseUidBase(config_.max_sandboxes + config_.pool_size);
+  }
+  cgroup_parent_ = absl::StrCat("sbx-bench-", getpid(), config_.name_suffix);
 }
 
 BenchDaemon::~BenchDaemon() { Stop(); }
@@ -53,6 +55,7 @@ bool BenchDaemon::Start(std::string* error) {
       "--state-dir",            state_dir_,        "--cgroup-parent",
       cgroup_parent_,           "--uid-base",      std::to_string(config_.uid_base),
       "--max-sandboxes",        std::to_string(config_.max_sandboxes),
+      "--pool-size",            std::to_string(config_.pool_size),
       "--log-level",            "warn"};
   const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) {

@@ -18,7 +18,9 @@ namespace sbx::bench {
 struct DaemonConfig {
   std::string sbxd_path;  // sbx-init must be beside it
   int max_sandboxes = 1024;
+  int pool_size = 4;      // sbxd's --pool-size (its default)
   uint32_t uid_base = 0;  // 0: chosen from the bench's pid
+  std::string name_suffix;  // tells a second daemon's cgroup parent apart
 };
 
 class BenchDaemon {
@@ -43,6 +45,7 @@ class BenchDaemon {
   const std::string& exit_description() const { return exit_description_; }
   std::string target() const { return "unix://" + socket_path_; }
   const std::string& cgroup_parent() const { return cgroup_parent_; }
+  uint32_t uid_base() const { return config_.uid_base; }
   Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // The memory (v1) or unified (v2) directory of the cgroup parent.

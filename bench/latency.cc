@@ -7,6 +7,8 @@
 #include <functional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/daemon.h"
 #include "bench/host.h"
 #include "bench/rpc.h"
 #include "bench/scenarios.h"
@@ -97,6 +99,8 @@ std::vector<std::string> BwrapArgv(const Context& ctx) {
 std::vector<Row> RunOneShot(const Context& ctx) {
   Stub& stub = ctx.daemon.stub();
   std::string last_error;
+  // Where the time goes: each step's share, for the note.
+  std::vector<double> create_ms, exec_ms, destroy_ms;
   Variant sbx{"sbx one-shot", [&](double* ms) {
                 const auto start = Clock::now();
                 v1::Sandbox box;
@@ -105,9 +109,14 @@ std::vector<Row> RunOneShot(const Context& ctx) {
                   last_error = "create: " + StatusText(s);
                   return false;
                 }
+                const double created = MsSince(start);
                 ExecOutcome run = Exec(stub, box.id(), {"true"});
+                const double executed = MsSince(start);
                 s = DestroySandbox(stub, box.id());
                 *ms = MsSince(start);
+                create_ms.push_back(created);
+                exec_ms.push_back(executed - created);
+                destroy_ms.push_back(*ms - executed);
                 if (!run.status.ok()) last_error = "exec: " + StatusText(run.status);
                 if (!s.ok()) last_error = "destroy: " + StatusText(s);
                 return run.status.ok() && run.exit.exit_code() == 0 && s.ok();
@@ -124,6 +133,12 @@ std::vector<Row> RunOneShot(const Context& ctx) {
 
   std::vector<Row> rows;
   Row main = SeriesRow("oneshot", variants[0], "one-shot create+exec true+destroy (gRPC)");
+  if (!create_ms.empty()) {
+    absl::StrAppend(&main.note, "medians: create ",
+                    absl::SixDigits(MakeSeries("c", "ms", create_ms).summary.median), " ms, exec ",
+                    absl::SixDigits(MakeSeries("e", "ms", exec_ms).summary.median), " ms, destroy ",
+                    absl::SixDigits(MakeSeries("d", "ms", destroy_ms).summary.median), " ms");
+  }
   if (!last_error.empty()) absl::StrAppend(&main.note, " last error: ", last_error);
   main.goal = "<=3 ms and <=0.5x bwrap";
   const Variant* bwrap = nullptr;
@@ -157,30 +172,37 @@ std::vector<Row> RunOneShot(const Context& ctx) {
   return rows;
 }
 
-std::vector<Row> RunCreateDestroy(const Context& ctx) {
-  Stub& stub = ctx.daemon.stub();
+namespace {
+
+struct CreateSeries {
   std::vector<double> create_ms, destroy_ms;
-  std::vector<std::string> ids;
   int failures = 0;
   std::string last_error;
-  const int total = ctx.options.warmup + ctx.options.iterations;
-  // Warm-up pairs first, then all creates, then all destroys, so each
-  // series is measured with a steady number of live sandboxes.
+};
+
+// Creates one sandbox at a time, `pause` apart (untimed), then destroys
+// them all, so each series is measured with a steady number of live
+// sandboxes. The pause lets a warm pool refill between creates.
+CreateSeries MeasureCreates(Stub& stub, const Options& options, absl::Duration pause) {
+  CreateSeries out;
+  std::vector<std::string> ids;
+  const int total = options.warmup + options.iterations;
   for (int i = 0; i < total && !g_interrupted; ++i) {
+    absl::SleepFor(pause);
     v1::Sandbox box;
     const auto start = Clock::now();
     grpc::Status s = CreateSandbox(stub, &box);
     const double ms = MsSince(start);
     if (!s.ok()) {
-      ++failures;
-      last_error = StatusText(s);
+      ++out.failures;
+      out.last_error = StatusText(s);
       continue;
     }
-    if (i < ctx.options.warmup) {
+    if (i < options.warmup) {
       DestroySandbox(stub, box.id());
       continue;
     }
-    create_ms.push_back(ms);
+    out.create_ms.push_back(ms);
     ids.push_back(box.id());
   }
   for (const std::string& id : ids) {
@@ -188,24 +210,61 @@ std::vector<Row> RunCreateDestroy(const Context& ctx) {
     grpc::Status s = DestroySandbox(stub, id);
     const double ms = MsSince(start);
     if (s.ok()) {
-      destroy_ms.push_back(ms);
+      out.destroy_ms.push_back(ms);
     } else {
-      ++failures;
-      last_error = StatusText(s);
+      ++out.failures;
+      out.last_error = StatusText(s);
     }
   }
-  Row create("create", "CreateSandbox alone (cold path)");
+  return out;
+}
+
+}  // namespace
+
+std::vector<Row> RunCreateDestroy(const Context& ctx) {
+  // Warm: the bench's daemon (pool of 4), 30 ms between creates, which is
+  // more than a refill takes.
+  CreateSeries warm = MeasureCreates(ctx.daemon.stub(), ctx.options, absl::Milliseconds(30));
+  Row create("create", "CreateSandbox from the warm pool");
   create.latency = true;
-  if (!create_ms.empty()) create.value = MakeSeries("CreateSandbox", "ms", create_ms);
+  if (!warm.create_ms.empty()) create.value = MakeSeries("CreateSandbox", "ms", warm.create_ms);
   create.goal = "<=0.5 ms (warm pool)";
   create.met = create.value ? YesNo(create.value->summary.median <= 0.5) : "n/a";
   CheckTail(create);
-  create.note = "cold path (no warm pool yet); sandboxes created one after another";
-  if (failures > 0) absl::StrAppend(&create.note, "; ", failures, " failures, last: ", last_error);
+  create.note = "pool of 4, refilled in the background; 30 ms between creates";
+  if (warm.failures > 0) {
+    absl::StrAppend(&create.note, "; ", warm.failures, " failures, last: ", warm.last_error);
+  }
   Row destroy("destroy", "DestroySandbox alone");
   destroy.latency = true;
-  if (!destroy_ms.empty()) destroy.value = MakeSeries("DestroySandbox", "ms", destroy_ms);
-  return {create, destroy};
+  if (!warm.destroy_ms.empty()) destroy.value = MakeSeries("DestroySandbox", "ms", warm.destroy_ms);
+
+  // Cold: a second daemon without a pool, creates back to back.
+  DaemonConfig config;
+  config.sbxd_path = ctx.options.sbxd_path;
+  config.max_sandboxes = 64;
+  config.pool_size = 0;
+  config.uid_base = ctx.daemon.uid_base() - 80u * 65536u;
+  config.name_suffix = "-cold";
+  BenchDaemon cold_daemon(config);
+  std::string error;
+  Row cold("create_cold", "CreateSandbox, cold path (no pool)");
+  cold.latency = true;
+  if (!cold_daemon.Start(&error)) {
+    cold = Row::Unmeasured("create_cold", "CreateSandbox, cold path (no pool)", "", error);
+  } else {
+    CreateSeries series =
+        MeasureCreates(cold_daemon.stub(), ctx.options, absl::ZeroDuration());
+    if (!series.create_ms.empty()) {
+      cold.value = MakeSeries("CreateSandbox cold", "ms", series.create_ms);
+    }
+    cold.note = "sbxd --pool-size 0; creates back to back";
+    if (series.failures > 0) {
+      absl::StrAppend(&cold.note, "; ", series.failures, " failures, last: ", series.last_error);
+    }
+  }
+  cold_daemon.Stop();
+  return {create, cold, destroy};
 }
 
 std::vector<Row> RunExecLatency(const Context& ctx) {

@@ -42,6 +42,7 @@ struct Flags {
   std::string cgroup_parent = "sbx";
   uint32_t uid_base = 1000000000;
   int max_sandboxes = 1024;
+  int pool_size = 4;
   std::string init_path;
   std::string default_memory = "512M";
   double default_cpus = 1;
@@ -78,6 +79,7 @@ absl::StatusOr<sbx::manager::ManagerOptions> ToManagerOptions(const Flags& flags
   o.cgroup.parent = flags.cgroup_parent;
   o.uid_base = flags.uid_base;
   o.max_sandboxes = flags.max_sandboxes;
+  o.pool_size = flags.pool_size;
   o.init_path = flags.init_path.empty() ? DefaultInitPath() : flags.init_path;
   o.default_cpus = flags.default_cpus;
   o.default_pids = flags.default_pids;
@@ -229,6 +231,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-sandboxes", flags.max_sandboxes, "most sandboxes at once")
       ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  app.add_option("--pool-size", flags.pool_size,
+                 "ready sandboxes kept for CreateSandbox (0: no warm pool)")
       ->capture_default_str();
   app.add_option("--init-path", flags.init_path,
                  "the sbx-init binary (default: beside sbxd, else ../libexec/sbx/)");

@@ -47,7 +47,7 @@ absl::Status WriteStringToFile(const std::string& path, absl::string_view conten
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
-                                 int mode) {
+                                 int mode, Durability durability) {
   const std::string tmp = absl::StrCat(path, ".tmp");
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("creating ", tmp));
@@ -62,7 +62,7 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     }
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) {
+  if (durability == Durability::kSync && ::fsync(fd.get()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     return ErrnoStatus(err, absl::StrCat("syncing ", tmp));

@@ -18,9 +18,14 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // file must exist (no O_CREAT).
 absl::Status WriteStringToFile(const std::string& path, absl::string_view content);
 
-// Writes a file atomically: a temporary beside it, fsync, rename.
+enum class Durability { kSync, kNoSync };
+
+// Writes a file atomically: a temporary beside it, rename over. With kSync
+// the data is fsync'ed first, so the file survives a machine crash; kNoSync
+// is for files that describe processes, which a machine crash ends anyway
+// (a crash of the writing process loses nothing either way).
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view content,
-                                 int mode = 0600);
+                                 int mode = 0600, Durability durability = Durability::kSync);
 
 // Reads a file holding one integer (surrounding white space ignored).
 absl::StatusOr<int64_t> ReadInt64File(const std::string& path);

@@ -77,13 +77,14 @@ absl::Status Manager::Init() {
   if (options_.max_sandboxes < 1) {
     return absl::InvalidArgumentError("max sandboxes must be at least 1");
   }
-  const uint64_t last_id = uint64_t{options_.uid_base} +
-                           uint64_t{static_cast<uint32_t>(options_.max_sandboxes)} *
-                               engine::kIdsPerSandbox;
+  if (options_.pool_size < 0) return absl::InvalidArgumentError("pool size must be >= 0");
+  const uint64_t slots = uint64_t{static_cast<uint32_t>(options_.max_sandboxes)} +
+                         uint64_t{static_cast<uint32_t>(options_.pool_size)};
+  const uint64_t last_id = uint64_t{options_.uid_base} + slots * engine::kIdsPerSandbox;
   if (options_.uid_base == 0 || last_id >= std::numeric_limits<uint32_t>::max()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "uid base ", options_.uid_base, " with ", options_.max_sandboxes,
-        " sandboxes of 65536 ids does not fit below 2^32-1 (and must not be 0)"));
+        "uid base ", options_.uid_base, " with ", slots,
+        " sandboxes (max plus pool) of 65536 ids does not fit below 2^32-1 (and must not be 0)"));
   }
   engine::Limits defaults = WithDefaults({}, options_);
   if (auto s = ValidateLimits(defaults, host_); !s.ok()) {
@@ -106,6 +107,7 @@ absl::Status Manager::Init() {
 
   RETURN_IF_ERROR(StartWatcher());
   Recover();
+  StartPool();
   return absl::OkStatus();
 }
 
@@ -113,6 +115,7 @@ Manager::~Manager() { Shutdown(); }
 
 void Manager::Shutdown() {
   if (stopping_.exchange(true)) return;
+  StopPool();
   WakeWatcher();
   if (watcher_.joinable()) watcher_.join();
   // Sandboxes outlive sbxd; with none left, its parent cgroup goes too.
@@ -141,6 +144,7 @@ PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& 
   p.image = record.image;
   p.created_at = record.created_at;
   p.expires_at = record.expires_at;
+  p.pooled = record.pooled;
   return p;
 }
 
@@ -149,7 +153,17 @@ PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& 
 absl::StatusOr<SandboxInfo> Manager::CreateSandbox(const CreateParams& params) {
   RETURN_IF_ERROR(ValidateCreateParams(params, host_));
   const engine::Limits limits = WithDefaults(params.limits, options_);
-  ASSIGN_OR_RETURN(std::shared_ptr<Record> record, Reserve(params, limits));
+  // Every valid request can be served from the pool: it differs from a
+  // pooled sandbox only in what HandOut sets.
+  while (true) {
+    ASSIGN_OR_RETURN(std::shared_ptr<Record> pooled, TakePooled());
+    if (!pooled) break;
+    absl::StatusOr<SandboxInfo> info = HandOut(pooled, params, limits);
+    if (info.ok()) return info;
+    Log().warn("sandbox {}: hand-out from the pool failed, trying another: {}", pooled->id,
+               info.status().ToString());
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Record> record, Reserve(params, limits, /*pooled=*/false));
   const absl::Time start = absl::Now();
   if (absl::Status s = Build(*record); !s.ok()) {
     Log().error("sandbox {}: create failed: {}", record->id, s.ToString());
@@ -160,11 +174,11 @@ absl::StatusOr<SandboxInfo> Manager::CreateSandbox(const CreateParams& params) {
              record->id, absl::FormatDuration(absl::Now() - start), record->pid,
              *limits.memory_bytes, *limits.cpus, *limits.pids);
   if (record->expires_at) WakeWatcher();  // the next expiry may be sooner now
-  return Snapshot(record);
+  return Snapshot(record, /*with_usage=*/false);
 }
 
 absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::Reserve(
-    const CreateParams& params, const engine::Limits& limits) {
+    const CreateParams& params, const engine::Limits& limits, bool pooled) {
   auto record = std::make_shared<Record>();
   record->image = params.image.empty() ? "host" : params.image;
   record->labels = params.labels;
@@ -174,15 +188,17 @@ absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::Reserve(
   if (params.ttl > absl::ZeroDuration()) record->expires_at = record->created_at + params.ttl;
 
   absl::MutexLock lock(&mu_);
-  if (registry_.size() >= static_cast<size_t>(options_.max_sandboxes)) {
+  if (!pooled && OwnedCountLocked() >= static_cast<size_t>(options_.max_sandboxes)) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "this daemon already runs ", registry_.size(), " sandboxes, its maximum"));
+        "this daemon already runs ", OwnedCountLocked(), " sandboxes, its maximum"));
   }
   ASSIGN_OR_RETURN(record->slot, AllocateSlotLocked());
   do {
     record->id = NewSandboxId();
   } while (registry_.count(record->id) != 0);
   record->dir = SandboxDir(record->id);
+  record->pooled = pooled;
+  if (pooled) ++pool_building_;
   used_slots_.insert(record->slot);
   registry_[record->id] = record;
   return record;
@@ -241,9 +257,11 @@ void Manager::Unreserve(const std::shared_ptr<Record>& record) {
     if (!s.ok()) Log().error("sandbox {}: cleanup after failed create: {}", record->id, s.ToString());
   }
   absl::MutexLock lock(&mu_);
+  if (record->pooled) --pool_building_;
   registry_.erase(record->id);
   used_slots_.erase(record->slot);
   destroyed_.SignalAll();
+  pool_wake_.Signal();
 }
 
 absl::Status Manager::TearDown(Record& record, bool kill_init) {
@@ -287,7 +305,7 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
   {
     absl::MutexLock lock(&mu_);
     auto it = registry_.find(id);
-    if (it == registry_.end()) return false;
+    if (it == registry_.end() || it->second->pooled) return false;
     record = it->second;
     switch (record->state) {
       case SandboxState::kCreating:
@@ -323,6 +341,7 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
   if (status.ok()) {
     registry_.erase(id);
     used_slots_.erase(record->slot);
+    pool_wake_.Signal();  // room for the pool again, if it was full
     Log().info("sandbox {}: destroyed", id);
   } else {
     // Keep it, so that a retry can finish the job.
@@ -336,7 +355,12 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
 
 // ---- queries ------------------------------------------------------------------
 
-SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record) {
+size_t Manager::OwnedCountLocked() const {
+  // Pooled records are the ready ones and the ones being built.
+  return registry_.size() - pool_.size() - static_cast<size_t>(pool_building_);
+}
+
+SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record, bool with_usage) {
   SandboxInfo info;
   info.id = record->id;
   info.image = record->image;
@@ -351,7 +375,7 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record) {
     info.init_pid = record->pid;
     leaf_oom_kills = record->leaf_oom_kills;
   }
-  if (info.state == SandboxState::kRunning || info.state == SandboxState::kDead) {
+  if (with_usage && (info.state == SandboxState::kRunning || info.state == SandboxState::kDead)) {
     absl::MutexLock op_lock(&record->op_mu);
     if (record->cgroup) {
       absl::StatusOr<engine::Usage> usage = record->cgroup->GetUsage();
@@ -381,6 +405,7 @@ std::vector<SandboxInfo> Manager::ListSandboxes(const ListFilter& filter) {
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, record] : registry_) {
+      if (record->pooled) continue;
       if (filter.state && record->state != *filter.state) continue;
       if (!MatchesSelector(record->labels, filter.label_selector)) continue;
       records.push_back(record);
@@ -394,7 +419,7 @@ std::vector<SandboxInfo> Manager::ListSandboxes(const ListFilter& filter) {
 
 absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::FindLocked(const std::string& id) {
   auto it = registry_.find(id);
-  if (it == registry_.end()) {
+  if (it == registry_.end() || it->second->pooled) {
     return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
   }
   return it->second;

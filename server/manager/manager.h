@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -100,9 +101,9 @@ class Manager {
   absl::Status Init();
   std::string SandboxDir(const std::string& id) const;
 
-  // Create helpers.
+  // Create helpers. `pooled`: a sandbox for the warm pool.
   absl::StatusOr<std::shared_ptr<Record>> Reserve(const CreateParams& params,
-                                                  const engine::Limits& limits);
+                                                  const engine::Limits& limits, bool pooled);
   absl::Status Build(Record& record);
   void Unreserve(const std::shared_ptr<Record>& record);
   absl::StatusOr<uint32_t> AllocateSlotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -111,13 +112,29 @@ class Manager {
   // every step is attempted. REQUIRES: record.op_mu held.
   absl::Status TearDown(Record& record, bool kill_init);
 
-  SandboxInfo Snapshot(const std::shared_ptr<Record>& record);
+  SandboxInfo Snapshot(const std::shared_ptr<Record>& record, bool with_usage = true);
+  // Sandboxes that belong to callers (all but the pool's).
+  size_t OwnedCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // NOT_FOUND for an unknown id.
   absl::StatusOr<std::shared_ptr<Record>> FindLocked(const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FAILED_PRECONDITION unless the sandbox is RUNNING.
   absl::Status RequireRunningLocked(const Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static PersistedSandbox Persisted(const Record& record, const engine::Limits& limits);
+
+  // Warm pool (pool.cc).
+  void StartPool();
+  void StopPool();
+  void PoolLoop();
+  // A ready sandbox out of the pool, no longer pooled; null when the pool
+  // is empty. RESOURCE_EXHAUSTED when callers own max_sandboxes already.
+  absl::StatusOr<std::shared_ptr<Record>> TakePooled();
+  // Gives a sandbox taken from the pool the caller's limits, labels, env and
+  // TTL and makes it RUNNING. On failure the sandbox is destroyed.
+  absl::StatusOr<SandboxInfo> HandOut(const std::shared_ptr<Record>& record,
+                                      const CreateParams& params, const engine::Limits& limits);
+  // Destroys a sandbox that no caller has seen (pooled, or failed hand-out).
+  void DiscardUnowned(const std::shared_ptr<Record>& record);
 
   // Recovery (recovery.cc).
   void Recover();
@@ -150,6 +167,12 @@ class Manager {
   std::map<std::string, std::shared_ptr<Record>> registry_ ABSL_GUARDED_BY(mu_);
   std::set<uint32_t> used_slots_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, std::string> watch_tokens_ ABSL_GUARDED_BY(mu_);  // token -> id
+  // The warm pool: ready sandboxes (in registry_ too, marked pooled), oldest
+  // first, and how many are being built for it.
+  std::deque<std::shared_ptr<Record>> pool_ ABSL_GUARDED_BY(mu_);
+  int pool_building_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar pool_wake_;  // the pool lost a member, or stop
+  std::thread pool_filler_;
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
 
   UniqueFd epoll_fd_;

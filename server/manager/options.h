@@ -15,6 +15,10 @@ struct ManagerOptions {
   std::string init_path;                   // the sbx-init binary
   uint32_t uid_base = 1000000000;          // host uid of slot 0's root
   int max_sandboxes = 1024;
+  // Ready sandboxes with the default limits kept for CreateSandbox to hand
+  // out, refilled in the background; 0 disables the pool. They come on top
+  // of max_sandboxes.
+  int pool_size = 0;
 
   // Limits of a sandbox whose create request leaves them unset.
   int64_t default_memory_bytes = int64_t{512} << 20;

@@ -34,6 +34,8 @@ struct Manager::Record {
 
   // Guarded by Manager::mu_ (the annotation cannot name it from here).
   SandboxState state = SandboxState::kCreating;
+  // In the warm pool: invisible to the API until handed out, exactly once.
+  bool pooled = false;
   engine::Limits limits;    // effective, every field set
   // OOM kills counted in commands' cgroup leaves. On cgroup v1 the
   // sandbox's own counter does not include its children's, and a leaf's

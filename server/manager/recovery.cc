@@ -53,6 +53,11 @@ void Manager::RecoverDir(const std::string& name) {
     CleanUpOrphan(name, absl::StrCat("state file names ", state->id));
     return;
   }
+  if (state->pooled) {
+    // Never handed out, so nobody can miss it; the new pool is built afresh.
+    CleanUpOrphan(name, "an unused sandbox of the warm pool");
+    return;
+  }
   {
     absl::MutexLock lock(&mu_);
     if (used_slots_.count(state->slot) != 0) {

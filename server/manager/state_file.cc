@@ -31,6 +31,7 @@ std::string SerializeState(const PersistedSandbox& s) {
   j["image"] = s.image;
   j["created_at_unix_ns"] = absl::ToUnixNanos(s.created_at);
   if (s.expires_at) j["expires_at_unix_ns"] = absl::ToUnixNanos(*s.expires_at);
+  if (s.pooled) j["pooled"] = true;
   return j.dump(2);
 }
 
@@ -63,6 +64,7 @@ absl::StatusOr<PersistedSandbox> ParseState(const std::string& text) {
     if (j.contains("expires_at_unix_ns")) {
       s.expires_at = absl::FromUnixNanos(j.at("expires_at_unix_ns").get<int64_t>());
     }
+    s.pooled = j.value("pooled", false);
     return s;
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("state: ", e.what()));
@@ -70,7 +72,9 @@ absl::StatusOr<PersistedSandbox> ParseState(const std::string& text) {
 }
 
 absl::Status WriteStateFile(const std::string& dir, const PersistedSandbox& state) {
-  return WriteFileAtomically(StatePath(dir), SerializeState(state), 0600);
+  // A state file describes live processes, which a machine crash ends: an
+  // fsync would buy nothing and costs a disk flush on every create.
+  return WriteFileAtomically(StatePath(dir), SerializeState(state), 0600, Durability::kNoSync);
 }
 
 absl::StatusOr<PersistedSandbox> ReadStateFile(const std::string& dir) {

@@ -31,6 +31,7 @@ struct PersistedSandbox {
   std::string image;
   absl::Time created_at;
   std::optional<absl::Time> expires_at;
+  bool pooled = false;      // in the warm pool, not yet handed out
 };
 
 std::string SerializeState(const PersistedSandbox& state);

@@ -132,6 +132,7 @@ void Manager::HandleInitExit(uint64_t token) {
     record->watch_token = 0;
     if (record->state != SandboxState::kRunning) return;
     record->state = SandboxState::kDead;
+    if (record->pooled) pool_wake_.Signal();  // the filler discards it
   }
   Log().warn("sandbox {}: its init (pid {}) died; sandbox is DEAD until destroyed",
              record->id, record->pid);

@@ -80,7 +80,8 @@ void Daemon::Connect() {
                                    "--state-dir", state_dir_,
                                    "--cgroup-parent", cgroup_parent_,
                                    "--uid-base", std::to_string(uid_base_),
-                                   "--log-level", "debug"};
+                                   "--log-level", "debug",
+                                   "--pool-size", std::to_string(options_.pool_size)};
   if (tcp_port_ != 0) {
     argv.push_back("--listen");
     argv.push_back("127.0.0.1:" + std::to_string(tcp_port_));

@@ -20,6 +20,9 @@ namespace sbx::it {
 struct DaemonOptions {
   bool listen_tcp = false;              // adds --listen 127.0.0.1:<free port>
   std::vector<std::string> extra_args;  // e.g. {"--default-pids", "64"}
+  // --pool-size: 0 unless a test is about the warm pool, so that the other
+  // tests' checks of cgroups and state see only their own sandboxes.
+  int pool_size = 0;
 };
 
 class Daemon {
