@@ -73,32 +73,42 @@ void IoLoop::Wake() {
 
 absl::StatusOr<uint64_t> IoLoop::Add(int fd, uint32_t events, Handler handler) {
   const uint64_t id = next_id_++;
-  epoll_event ev{};
-  ev.events = events | EPOLLONESHOT;
-  ev.data.u64 = id;
-  if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-    return ErrnoStatus(errno, "adding an fd to the exec loop");
-  }
-  registrations_[id] = Registration{fd, std::make_shared<Handler>(std::move(handler))};
+  Registration registration{fd, std::make_shared<Handler>(std::move(handler)), false};
+  RETURN_IF_ERROR(Arm(registration, id, events));
+  registrations_[id] = std::move(registration);
   return id;
 }
 
 absl::Status IoLoop::Modify(uint64_t id, uint32_t events) {
   auto it = registrations_.find(id);
   if (it == registrations_.end()) return absl::NotFoundError("no such registration");
+  return Arm(it->second, id, events);
+}
+
+absl::Status IoLoop::Arm(Registration& registration, uint64_t id, uint32_t events) {
+  if (events == 0) {
+    if (registration.in_epoll &&
+        ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, registration.fd, nullptr) != 0) {
+      return ErrnoStatus(errno, "disabling an fd in the exec loop");
+    }
+    registration.in_epoll = false;
+    return absl::OkStatus();
+  }
   epoll_event ev{};
   ev.events = events | EPOLLONESHOT;
   ev.data.u64 = id;
-  if (::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, it->second.fd, &ev) != 0) {
-    return ErrnoStatus(errno, "re-arming an fd in the exec loop");
+  const int op = registration.in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (::epoll_ctl(epoll_fd_.get(), op, registration.fd, &ev) != 0) {
+    return ErrnoStatus(errno, "arming an fd in the exec loop");
   }
+  registration.in_epoll = true;
   return absl::OkStatus();
 }
 
 void IoLoop::Remove(uint64_t id) {
   auto it = registrations_.find(id);
   if (it == registrations_.end()) return;
-  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+  if (it->second.in_epoll) ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
   registrations_.erase(it);
 }
 

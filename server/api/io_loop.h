@@ -67,7 +67,12 @@ class IoLoop {
   struct Registration {
     int fd;
     std::shared_ptr<Handler> handler;
+    // Whether the fd is in the epoll set. A disabled registration is kept
+    // out of it: epoll reports EPOLLHUP and EPOLLERR whatever the mask, so a
+    // hung-up pipe "disabled" with an empty mask would fire forever.
+    bool in_epoll;
   };
+  absl::Status Arm(Registration& registration, uint64_t id, uint32_t events);
 
   IoLoop() = default;
   void Run();

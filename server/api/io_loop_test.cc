@@ -79,5 +79,39 @@ TEST(IoLoopTest, TimersFireInOrderAndCancel) {
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
 }
 
+// A pipe whose writer is gone reports EPOLLHUP whatever the mask; a
+// registration disabled with 0 (output paused for a slow client) must stay
+// quiet until re-armed, not spin the loop.
+TEST(IoLoopTest, DisabledHungUpPipeStaysQuiet) {
+  auto loop = IoLoop::Start();
+  ASSERT_TRUE(loop.ok());
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  std::atomic<int> calls{0};
+  absl::Notification first, rearmed;
+  uint64_t id = 0;
+  (*loop)->Post([&] {
+    auto added = (*loop)->Add(p[0], EPOLLIN, [&](uint32_t events) {
+      if (++calls == 1) {
+        EXPECT_TRUE((*loop)->Modify(id, 0).ok());
+        first.Notify();
+      } else {
+        rearmed.Notify();
+      }
+    });
+    ASSERT_TRUE(added.ok());
+    id = *added;
+  });
+  close(p[1]);  // hang up
+  ASSERT_TRUE(first.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(calls.load(), 1) << "a disabled registration fired again";
+  (*loop)->Post([&] { ASSERT_TRUE((*loop)->Modify(id, EPOLLIN).ok()); });
+  ASSERT_TRUE(rearmed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  (*loop)->Post([&] { (*loop)->Remove(id); });
+  absl::SleepFor(absl::Milliseconds(20));
+  close(p[0]);
+}
+
 }  // namespace
 }  // namespace sbx::api
