@@ -520,6 +520,15 @@ void ExecSession::MaybeSendExit() {
       Log().warn("sandbox {}: exec pid {}: reading its usage: {}", sandbox_id_, pid_,
                  usage.status().ToString());
     }
+  }
+  ToProto(*exit_, outcome, exit);
+  out.exit = true;
+  Log().debug("sandbox {}: exec pid {} exited (status {:#x}, {} us)", sandbox_id_, pid_,
+              exit_->wait_status, exit_->wall_us);
+  // The exit message goes out first: removing the leaf (a few rmdirs) is
+  // bookkeeping the client need not wait for.
+  Queue(std::move(out));
+  if (cgroup_) {
     // A leaf still holding background processes stays until the sandbox goes.
     absl::Status removed = cgroup_->Remove();
     if (!removed.ok() && removed.code() != absl::StatusCode::kFailedPrecondition) {
@@ -528,11 +537,6 @@ void ExecSession::MaybeSendExit() {
     }
     cgroup_.reset();
   }
-  ToProto(*exit_, outcome, exit);
-  out.exit = true;
-  Log().debug("sandbox {}: exec pid {} exited (status {:#x}, {} us)", sandbox_id_, pid_,
-              exit_->wait_status, exit_->wall_us);
-  Queue(std::move(out));
 }
 
 // ---- writes and the end ---------------------------------------------------------

@@ -253,7 +253,7 @@ absl::Status Manager::Build(Record& record) {
 void Manager::Unreserve(const std::shared_ptr<Record>& record) {
   {
     absl::MutexLock op_lock(&record->op_mu);
-    absl::Status s = TearDown(*record, /*kill_init=*/true);
+    absl::Status s = TearDown(*record);
     if (!s.ok()) Log().error("sandbox {}: cleanup after failed create: {}", record->id, s.ToString());
   }
   absl::MutexLock lock(&mu_);
@@ -264,17 +264,24 @@ void Manager::Unreserve(const std::shared_ptr<Record>& record) {
   pool_wake_.Signal();
 }
 
-absl::Status Manager::TearDown(Record& record, bool kill_init) {
+absl::Status Manager::TearDown(Record& record) {
   StatusCollector errors;
   Unwatch(record);
   if (record.process.pidfd.valid()) {
-    if (kill_init) {
-      absl::Status killed = engine::KillSandboxProcess(record.process);
-      // NOT_FOUND: it died on its own in the meantime, which is what we want.
-      if (!absl::IsNotFound(killed)) errors.Add(Annotate(killed, "killing its init"));
-    }
+    absl::Status killed = engine::KillSandboxProcess(record.process);
+    // NOT_FOUND: it died on its own in the meantime, which is what we want.
+    if (!absl::IsNotFound(killed)) errors.Add(Annotate(killed, "killing its init"));
+    // When the init of a pid namespace has exited, the kernel has killed and
+    // reaped every other process in it: waiting on its pidfd is the exact
+    // moment the sandbox is empty, where polling the cgroup would oversleep.
+    errors.Add(Annotate(
+        engine::WaitSandboxProcessExit(record.process, options_.kill_timeout_ms),
+        "waiting for its init to exit"));
+    engine::ReapSandboxProcess(record.process);  // if it is our child
+    record.process = engine::SandboxProcess();
   }
   if (record.cgroup) {
+    // Normally empty by now; this catches anything that is not.
     absl::Status killed = record.cgroup->KillAll(options_.kill_timeout_ms);
     errors.Add(Annotate(killed, "killing its processes"));
     if (killed.ok()) {
@@ -282,16 +289,6 @@ absl::Status Manager::TearDown(Record& record, bool kill_init) {
       errors.Add(Annotate(removed, "removing its cgroup"));
       if (removed.ok()) record.cgroup.reset();
     }
-  }
-  if (record.process.pidfd.valid()) {
-    // The cgroup empties before the init has reaped the namespace's last
-    // zombies; its own exit marks the end of them.
-    errors.Add(Annotate(
-        engine::WaitSandboxProcessExit(record.process, options_.kill_timeout_ms),
-        "waiting for its init to exit"));
-    // Collect it if it is our child.
-    engine::ReapSandboxProcess(record.process);
-    record.process = engine::SandboxProcess();
   }
   errors.Add(RemoveTree(record.dir));
   return errors.Get("tearing down");
@@ -301,7 +298,6 @@ absl::Status Manager::TearDown(Record& record, bool kill_init) {
 
 absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
   std::shared_ptr<Record> record;
-  bool was_running = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = registry_.find(id);
@@ -323,8 +319,6 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
         }
         return true;
       case SandboxState::kRunning:
-        was_running = true;
-        break;
       case SandboxState::kDead:
         break;
     }
@@ -334,7 +328,7 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
   absl::Status status;
   {
     absl::MutexLock op_lock(&record->op_mu);
-    status = TearDown(*record, was_running);
+    status = TearDown(*record);
   }
 
   absl::MutexLock lock(&mu_);

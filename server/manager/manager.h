@@ -110,7 +110,7 @@ class Manager {
 
   // Kills what is in the record's cgroup and removes it and the directory;
   // every step is attempted. REQUIRES: record.op_mu held.
-  absl::Status TearDown(Record& record, bool kill_init);
+  absl::Status TearDown(Record& record);
 
   SandboxInfo Snapshot(const std::shared_ptr<Record>& record, bool with_usage = true);
   // Sandboxes that belong to callers (all but the pool's).

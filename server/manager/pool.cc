@@ -197,7 +197,7 @@ void Manager::DiscardUnowned(const std::shared_ptr<Record>& record) {
   absl::Status status;
   {
     absl::MutexLock op_lock(&record->op_mu);
-    status = TearDown(*record, /*kill_init=*/true);
+    status = TearDown(*record);
   }
   absl::MutexLock lock(&mu_);
   if (!status.ok()) {
