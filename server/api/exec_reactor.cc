@@ -22,7 +22,12 @@ namespace {
 // How often a command with a cpu-time limit has its cgroup's cpu time read.
 constexpr absl::Duration kCpuPollInterval = absl::Milliseconds(10);
 
+// Output is read in chunks of up to kChunkBytes, and up to
+// kChunksInFlight of them per fd are queued or being written, so that the
+// next read overlaps the write before it; past that the pipe fills and the
+// command blocks (back-pressure). Bounds buffering at 128 KiB per fd.
 constexpr size_t kChunkBytes = 64 << 10;
+constexpr int kChunksInFlight = 2;
 // After the command exits, output is still read until EOF; a background
 // process that keeps the pipe open is given this long once the pipe is empty.
 constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
@@ -102,7 +107,8 @@ class ExecSession {
   UniqueFd fds_[kSlots];
   uint64_t regs_[kSlots] = {0, 0, 0, 0};
   bool eof_[2] = {false, false};
-  bool pending_[2] = {false, false};  // a chunk of this fd is queued or in flight
+  int queued_[2] = {0, 0};  // chunks of this fd queued or in flight
+  bool CanRead(int slot) const { return OutputOpen(slot) && queued_[slot] < kChunksInFlight; }
 
   std::string stdin_buf_;
   size_t stdin_off_ = 0;
@@ -258,7 +264,7 @@ absl::Status ExecSession::Register(int slot) {
 
 uint32_t ExecSession::Interest(int slot) const {
   uint32_t events = 0;
-  if ((slot == kOut || slot == kErr) && OutputOpen(slot) && !pending_[slot]) {
+  if ((slot == kOut || slot == kErr) && CanRead(slot)) {
     events |= EPOLLIN;
   }
   if (slot == StdinSlot() && stdin_off_ < stdin_buf_.size()) events |= EPOLLOUT;
@@ -287,8 +293,7 @@ void ExecSession::OnEvent(int slot, uint32_t events) {
       ReadNext();
     }
   }
-  if ((slot == kOut || slot == kErr) && OutputOpen(slot) && !pending_[slot] &&
-      (events & EPOLLIN || any)) {
+  if ((slot == kOut || slot == kErr) && CanRead(slot) && (events & EPOLLIN || any)) {
     ReadOutput(slot);
   }
   Rearm(slot);
@@ -433,7 +438,7 @@ void ExecSession::ReadOutput(int slot) {
       out.message.set_stderr(std::move(chunk));
     }
     out.source = slot;
-    pending_[slot] = true;
+    ++queued_[slot];
     Queue(std::move(out));
     return;
   }
@@ -489,10 +494,10 @@ void ExecSession::OnControlReadable() {
 void ExecSession::OnDrainDeadline() {
   if (finished_) return;
   drain_expired_ = true;
-  // An fd with a chunk in flight is read again after the write; one that
-  // waits for data is tried now and closed if empty.
+  // An fd at its limit of chunks in flight is read again after a write; one
+  // that waits for data is tried now and closed if empty.
   for (int slot : {kOut, kErr}) {
-    if (OutputOpen(slot) && !pending_[slot]) {
+    if (CanRead(slot)) {
       ReadOutput(slot);
       Rearm(slot);
     }
@@ -571,7 +576,7 @@ void ExecSession::OnWriteDone(bool ok) {
   }
   if (current_.source >= 0) {
     const int slot = current_.source;
-    pending_[slot] = false;
+    --queued_[slot];
     if (OutputOpen(slot)) {
       if (drain_expired_) ReadOutput(slot);  // empty now means done
       Rearm(slot);
