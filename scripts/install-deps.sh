@@ -33,3 +33,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# npm: Debian's package conflicts with NodeSource's nodejs (which bundles
+# npm), so it is installed only where the command is missing.
+if [ "${1:-}" != --core ] && ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+fi
