@@ -14,6 +14,7 @@ packages=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libgtest-dev libgmock-dev
   libseccomp-dev libcap-dev libcli11-dev nlohmann-json3-dev
+  libyaml-cpp-dev prometheus-cpp-dev  # sbxd's config file and metrics (scripts/deps/ops.list)
   # the default `host` image: what commands in a sandbox find under /usr
   coreutils procps iproute2 bash python3 gcc g++ util-linux bubblewrap  # bwrap: bench baseline
 )

@@ -21,6 +21,19 @@
 namespace sbx {
 namespace internal {
 
+std::string_view NodeOf(std::string_view id) {
+  const size_t dot = id.find('.');
+  return dot == std::string_view::npos ? std::string_view() : id.substr(dot + 1);
+}
+
+void RouteToNode(grpc::ClientContext& context, std::string_view node) {
+  if (!node.empty()) context.AddMetadata("sbx-node", std::string(node));
+}
+
+void RouteToSandbox(grpc::ClientContext& context, std::string_view id) {
+  RouteToNode(context, NodeOf(id));
+}
+
 void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
   if (timeout == absl::InfiniteDuration()) return;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -52,11 +65,14 @@ void ToProto(const Limits& limits, v1::Limits& out) {
 
 // Runs one unary RPC: `rpc(context, response)` with the deadline and
 // wait-for-ready policy of `options` / `call`.
+// `node`: where a router should send the call ("" lets it choose).
 template <typename Response, typename Rpc>
 absl::StatusOr<Response> Unary(const ClientOptions& options,
-                               const CallOptions& call, Rpc rpc) {
+                               const CallOptions& call, Rpc rpc,
+                               std::string_view node = {}) {
   grpc::ClientContext context;
   internal::SetTimeout(context, call.timeout.value_or(options.default_timeout));
+  internal::RouteToNode(context, node);
   context.set_wait_for_ready(options.wait_for_ready);
   Response response;
   SBX_RETURN_IF_ERROR(FromGrpcStatus(rpc(&context, &response)));
@@ -122,8 +138,30 @@ absl::StatusOr<Client> Client::Connect(std::string_view address,
   auto state = std::make_shared<State>();
   state->target = std::move(target);
   state->options = options;
-  state->channel = grpc::CreateCustomChannel(
-      state->target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    if (options.tls_cert_pem.empty() != options.tls_key_pem.empty()) {
+      return absl::InvalidArgumentError("tls_cert_pem and tls_key_pem go together");
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_ca_pem;
+    ssl.pem_cert_chain = options.tls_cert_pem;
+    ssl.pem_private_key = options.tls_key_pem;
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(options.tls_server_name);
+    }
+  }
+  // The token goes in as metadata of every call by an interceptor, so that
+  // it works on the plain Unix socket as well as over TLS (gRPC's own call
+  // credentials refuse plain channels).
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  if (!options.token.empty()) {
+    interceptors.push_back(std::make_unique<internal::BearerTokenInterceptorFactory>(
+        absl::StrCat("Bearer ", options.token)));
+  }
+  state->channel = grpc::experimental::CreateCustomChannelWithInterceptors(
+      state->target, credentials, args, std::move(interceptors));
   state->stub = v1::SandboxService::NewStub(state->channel);
   return Client(std::move(state));
 }
@@ -168,7 +206,8 @@ absl::StatusOr<v1::Sandbox> Client::GetSandbox(std::string_view id,
       Unary<v1::GetSandboxResponse>(
           state_->options, call, [&](auto* context, auto* response) {
             return state_->stub->GetSandbox(context, request, response);
-          }));
+          },
+          internal::NodeOf(id)));
   return std::move(*response.mutable_sandbox());
 }
 
@@ -178,16 +217,24 @@ absl::StatusOr<std::vector<v1::Sandbox>> Client::ListSandboxes(
   request.mutable_label_selector()->insert(options.label_selector.begin(),
                                            options.label_selector.end());
   request.set_state(options.state);
-  SBX_ASSIGN_OR_RETURN(
-      v1::ListSandboxesResponse response,
-      Unary<v1::ListSandboxesResponse>(
-          state_->options, call, [&](auto* context, auto* response) {
-            return state_->stub->ListSandboxes(context, request, response);
-          }));
+  // Behind a router, one call per node; on a single daemon, one call.
+  const std::vector<std::string> all_nodes = {""};
   std::vector<v1::Sandbox> sandboxes;
-  sandboxes.reserve(response.sandboxes_size());
-  for (v1::Sandbox& sandbox : *response.mutable_sandboxes()) {
-    sandboxes.push_back(std::move(sandbox));
+  for (const std::string& node : options.nodes.empty() ? all_nodes : options.nodes) {
+    absl::StatusOr<v1::ListSandboxesResponse> response = Unary<v1::ListSandboxesResponse>(
+        state_->options, call,
+        [&](auto* context, auto* response) {
+          return state_->stub->ListSandboxes(context, request, response);
+        },
+        node);
+    if (!response.ok()) {
+      if (node.empty()) return response.status();
+      return absl::Status(response.status().code(),
+                          absl::StrCat("node ", node, ": ", response.status().message()));
+    }
+    for (v1::Sandbox& sandbox : *response->mutable_sandboxes()) {
+      sandboxes.push_back(std::move(sandbox));
+    }
   }
   return sandboxes;
 }
@@ -202,7 +249,8 @@ absl::StatusOr<bool> Client::DestroySandbox(std::string_view id,
       Unary<v1::DestroySandboxResponse>(
           state_->options, call, [&](auto* context, auto* response) {
             return state_->stub->DestroySandbox(context, request, response);
-          }));
+          },
+          internal::NodeOf(id)));
   return response.existed();
 }
 
@@ -218,7 +266,8 @@ absl::StatusOr<v1::Sandbox> Client::SetLimits(std::string_view id,
       Unary<v1::SetLimitsResponse>(
           state_->options, call, [&](auto* context, auto* response) {
             return state_->stub->SetLimits(context, request, response);
-          }));
+          },
+          internal::NodeOf(id)));
   return std::move(*response.mutable_sandbox());
 }
 

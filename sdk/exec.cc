@@ -39,6 +39,7 @@ class ExecCall::Impl {
              std::optional<absl::Duration> rpc_deadline, bool wait_for_ready) {
     if (rpc_deadline) internal::SetTimeout(context_, *rpc_deadline);
     context_.set_wait_for_ready(wait_for_ready);
+    internal::RouteToSandbox(context_, start.start().sandbox_id());
     stream_ = stub_->Exec(&context_);
     // A failed first write means the stream is already dead; the reader
     // then sees Read() fail at once and reports the status from Finish().

@@ -101,10 +101,11 @@ std::string BaseName(std::string path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-void Prepare(grpc::ClientContext& context, const TransferOptions& options,
-             bool wait_for_ready) {
+void Prepare(grpc::ClientContext& context, std::string_view sandbox_id,
+             const TransferOptions& options, bool wait_for_ready) {
   if (options.rpc_deadline) internal::SetTimeout(context, *options.rpc_deadline);
   context.set_wait_for_ready(wait_for_ready);
+  internal::RouteToSandbox(context, sandbox_id);
 }
 
 // One WriteFiles stream. Any failed write means the stream is dead; Finish()
@@ -113,7 +114,7 @@ class Upload {
  public:
   Upload(v1::SandboxService::Stub* stub, std::string_view sandbox_id,
          const TransferOptions& options, bool wait_for_ready) {
-    Prepare(context_, options, wait_for_ready);
+    Prepare(context_, sandbox_id, options, wait_for_ready);
     stream_ = stub->WriteFiles(&context_, &response_);
     v1::WriteFilesRequest first;
     first.set_sandbox_id(std::string(sandbox_id));
@@ -455,7 +456,7 @@ absl::Status ReadStream(v1::SandboxService::Stub* stub, bool wait_for_ready,
                         const TransferOptions& options, OnMessage on_message) {
   SBX_RETURN_IF_ERROR(RequireId(sandbox_id));
   grpc::ClientContext context;
-  Prepare(context, options, wait_for_ready);
+  Prepare(context, sandbox_id, options, wait_for_ready);
   v1::ReadFileRequest request;
   request.set_sandbox_id(std::string(sandbox_id));
   request.set_path(remote_path);

@@ -13,46 +13,42 @@
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/api/interceptors.h"
 #include "server/api/io_loop.h"
+#include "server/api/metrics.h"
 #include "server/api/service.h"
+#include "server/api/shutdown.h"
+#include "server/common/file_util.h"
 #include "server/common/status.h"
+#include "server/config/config.h"
 #include "server/manager/manager.h"
 #include "server/manager/validation.h"
 
 namespace {
 
 constexpr int kMaxMessageBytes = 16 << 20;
-constexpr auto kShutdownGrace = std::chrono::seconds(5);
+// How long running calls may take to finish after SIGTERM (--shutdown-grace).
+constexpr char kDefaultShutdownGrace[] = "10s";
 
-struct Flags {
-  std::string socket = "/run/sbx/sbxd.sock";
-  std::string listen;
-  std::string state_dir = "/var/lib/sbx";
-  std::string cgroup_root = "/sys/fs/cgroup";
-  std::string cgroup_version = "auto";
-  std::string cgroup_parent = "sbx";
-  uint32_t uid_base = 1000000000;
-  int max_sandboxes = 1024;
-  int pool_size = 4;
-  std::string init_path;
-  std::string default_memory = "512M";
-  double default_cpus = 1;
-  int64_t default_pids = 256;
-  std::string tmp_size = "64M";
-  std::string work_size = "256M";
-  std::string shm_size = "64M";
-  std::string log_level = "info";
-  bool log_json = false;
-};
+// The effective configuration: the file (--config) with the flags given
+// laid over it (server/config/config.h).
+using Flags = sbx::config::Config;
 
 // sbx-init next to this binary, else <prefix>/libexec/sbx/sbx-init.
 std::string DefaultInitPath() {
@@ -64,14 +60,7 @@ std::string DefaultInitPath() {
   return (self.parent_path() / ".." / "libexec" / "sbx" / "sbx-init").lexically_normal().string();
 }
 
-absl::Status ParseSizeFlag(const std::string& name, const std::string& text, int64_t* out) {
-  absl::StatusOr<int64_t> size = sbx::manager::ParseSize(text);
-  if (!size.ok()) return sbx::Annotate(size.status(), name);
-  *out = *size;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<sbx::manager::ManagerOptions> ToManagerOptions(const Flags& flags) {
+sbx::manager::ManagerOptions ToManagerOptions(const Flags& flags) {
   sbx::manager::ManagerOptions o;
   o.state_dir = flags.state_dir;
   o.cgroup.root = flags.cgroup_root;
@@ -80,15 +69,42 @@ absl::StatusOr<sbx::manager::ManagerOptions> ToManagerOptions(const Flags& flags
   o.uid_base = flags.uid_base;
   o.max_sandboxes = flags.max_sandboxes;
   o.pool_size = flags.pool_size;
+  o.node_name = flags.node;
   o.init_path = flags.init_path.empty() ? DefaultInitPath() : flags.init_path;
+  o.default_memory_bytes = flags.default_memory_bytes;
   o.default_cpus = flags.default_cpus;
   o.default_pids = flags.default_pids;
-  RETURN_IF_ERROR(ParseSizeFlag("--default-memory", flags.default_memory,
-                                &o.default_memory_bytes));
-  RETURN_IF_ERROR(ParseSizeFlag("--tmp-size", flags.tmp_size, &o.tmp_bytes));
-  RETURN_IF_ERROR(ParseSizeFlag("--work-size", flags.work_size, &o.work_bytes));
-  RETURN_IF_ERROR(ParseSizeFlag("--shm-size", flags.shm_size, &o.shm_bytes));
+  o.tmp_bytes = flags.tmp_bytes;
+  o.work_bytes = flags.work_bytes;
+  o.shm_bytes = flags.shm_bytes;
+  o.default_tenant = flags.default_tenant;
+  for (const sbx::config::Tenant& t : flags.tenants) {
+    o.quotas[t.name] = sbx::manager::TenantQuota{t.max_sandboxes, t.max_memory_bytes, t.max_cpus};
+  }
   return o;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& key, const std::string& path) {
+  absl::StatusOr<std::string> text = sbx::ReadFileToString(path);
+  if (!text.ok()) return sbx::Annotate(text.status(), absl::StrCat("config key '", key, "'"));
+  return *text;
+}
+
+// The TCP listener's credentials: TLS from tls.cert / tls.key, asking for
+// (but not requiring: a token works too) a client certificate verified
+// against tls.client_ca when that is set; plain only with insecure_tcp.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const Flags& flags) {
+  if (flags.insecure_tcp) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadPem("tls.cert", flags.tls_cert));
+  ASSIGN_OR_RETURN(pair.private_key, ReadPem("tls.key", flags.tls_key));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!flags.tls_client_ca.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("tls.client_ca", flags.tls_client_ca));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
 }
 
 // Makes the socket's directory (0700 if we create it) and removes a stale
@@ -118,24 +134,67 @@ absl::Status PrepareSocketPath(const std::string& path) {
   return absl::OkStatus();
 }
 
-void SetUpLogging(const std::string& level) {
+// %* : the message as a JSON string body (quotes, backslashes and control
+// characters escaped), for JSON log lines.
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char ch : std::string_view(msg.payload.data(), msg.payload.size())) {
+      switch (ch) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        case '\r': dest.append(std::string_view("\\r")); break;
+        default:
+          if (static_cast<unsigned char>(ch) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\u%04x", ch);
+            dest.append(std::string_view(buf));
+          } else {
+            dest.push_back(ch);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
+// Text lines, or one JSON object per line ({"ts", "level", "logger", "msg"}).
+// Every layer's logger is a clone of this one, so it inherits the format.
+void SetUpLogging(const std::string& level, bool json) {
   auto logger = spdlog::stderr_color_mt("sbxd");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+  if (json) {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","logger":"%n","msg":"%*"})");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+  }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
-int Serve(const Flags& flags) {
-  absl::StatusOr<sbx::manager::ManagerOptions> options = ToManagerOptions(flags);
-  if (!options.ok()) {
-    spdlog::critical("{}", options.status().ToString());
-    return 2;
+int Serve(const Flags& flags, absl::Duration shutdown_grace) {
+  const sbx::manager::ManagerOptions options = ToManagerOptions(flags);
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
+  if (!flags.listen.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> c = TcpCredentials(flags);
+    if (!c.ok()) {
+      spdlog::critical("{}", c.status().ToString());
+      return 2;
+    }
+    tcp_credentials = *std::move(c);
   }
 
   // The manager starts the spawner helper first, while sbxd is still one
   // thread with the default signal mask.
   absl::StatusOr<std::unique_ptr<sbx::manager::Manager>> manager =
-      sbx::manager::Manager::Create(*options);
+      sbx::manager::Manager::Create(options);
   if (!manager.ok()) {
     spdlog::critical("starting: {}", manager.status().ToString());
     return 1;
@@ -155,7 +214,9 @@ int Serve(const Flags& flags) {
     spdlog::critical("starting: {}", loop.status().ToString());
     return 1;
   }
-  sbx::api::SandboxService service(**manager, **loop);
+  const sbx::api::Authenticator auth(flags.default_tenant, flags.tenants, flags.insecure_tcp);
+  sbx::api::GracefulShutdown shutdown(shutdown_grace);  // outlives the server
+  sbx::api::GatedSandboxService service(shutdown, **manager, **loop, auth);
 
   if (absl::Status s = PrepareSocketPath(flags.socket); !s.ok()) {
     spdlog::critical("{}", s.ToString());
@@ -168,11 +229,18 @@ int Serve(const Flags& flags) {
                            grpc::InsecureServerCredentials());
   int tcp_port = 0;
   if (!flags.listen.empty()) {
-    builder.AddListeningPort(flags.listen, grpc::InsecureServerCredentials(), &tcp_port);
+    builder.AddListeningPort(flags.listen, tcp_credentials, &tcp_port);
   }
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);
+  {
+    // One access-log line and the RPC error metrics for every call.
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+    observers.push_back(
+        std::make_unique<sbx::api::ObserverInterceptorFactory>(auth, flags.access_log));
+    shutdown.Install(builder, std::move(observers));
+  }
 
   // The socket must never be reachable by others, not even briefly.
   const mode_t old_umask = ::umask(0177);
@@ -194,67 +262,138 @@ int Serve(const Flags& flags) {
       server->Shutdown();
       return 1;
     }
-    spdlog::info("sbxd listening on {} (insecure TCP, port {})", flags.listen, tcp_port);
+    if (flags.insecure_tcp) {
+      spdlog::warn("sbxd listening on {} (port {}) WITHOUT TLS (insecure_tcp: development only)",
+                   flags.listen, tcp_port);
+    } else {
+      spdlog::info("sbxd listening on {} (TLS{}, port {})", flags.listen,
+                   flags.tls_client_ca.empty() ? "" : " + client certificates", tcp_port);
+    }
   }
   spdlog::info("sbxd listening on unix://{}", flags.socket);
+  if (!flags.metrics_listen.empty()) {
+    if (absl::Status s = sbx::api::Metrics::Global().Serve(flags.metrics_listen, **manager);
+        !s.ok()) {
+      spdlog::critical("{}", s.ToString());
+      server->Shutdown();
+      return 1;
+    }
+    spdlog::info("metrics on http://{}/metrics", flags.metrics_listen);
+  }
 
   int signo = 0;
   while (sigwait(&stop_signals, &signo) != 0) {
   }
   spdlog::info("received {}; shutting down (sandboxes keep running)", strsignal(signo));
-  server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
-  server->Wait();
+  shutdown.Run(*server, **loop);
   loop->reset();  // after the server: exec streams finish on the loop
+  sbx::api::Metrics::Global().StopServing();  // reads the manager
   (*manager)->Shutdown();
   ::unlink(flags.socket.c_str());
   spdlog::info("sbxd stopped");
   return 0;
 }
 
+// Every option of sbxd is a key of the configuration file; a flag given on
+// the command line overrides that key.
+struct FlagKey {
+  const char* flag;
+  const char* key;
+  const char* help;
+};
+constexpr FlagKey kFlagKeys[] = {
+    {"--socket", "socket", "Unix socket to serve on (0600)"},
+    {"--listen", "listen", "also serve on HOST:PORT (TLS unless --insecure-tcp)"},
+    {"--tls-cert", "tls.cert", "PEM certificate chain of the TCP listener"},
+    {"--tls-key", "tls.key", "PEM private key of the TCP listener"},
+    {"--tls-client-ca", "tls.client_ca", "PEM CA of accepted client certificates (mTLS)"},
+    {"--metrics-listen", "metrics_listen", "serve Prometheus /metrics on HOST:PORT"},
+    {"--default-tenant", "auth.default_tenant", "tenant of Unix-socket callers without a token"},
+    {"--state-dir", "state_dir", "where sandbox state is kept"},
+    {"--cgroup-root", "cgroup.root", "cgroupfs mount point"},
+    {"--cgroup-version", "cgroup.version", "auto, v1 or v2"},
+    {"--cgroup-parent", "cgroup.parent", "name of sbxd's parent cgroup"},
+    {"--uid-base", "uid_base", "first host uid of the sandboxes' ranges"},
+    {"--max-sandboxes", "max_sandboxes", "most sandboxes at once"},
+    {"--node", "node", "this daemon's name behind a router; sandbox ids end in .NAME"},
+    {"--pool-size", "pool_size", "ready sandboxes kept for CreateSandbox (0: no warm pool)"},
+    {"--init-path", "init_path", "the sbx-init binary (default: beside sbxd, else ../libexec/sbx/)"},
+    {"--default-memory", "defaults.memory", "memory of a sandbox (SIZE)"},
+    {"--default-cpus", "defaults.cpus", "cpus of a sandbox"},
+    {"--default-pids", "defaults.pids", "tasks of a sandbox"},
+    {"--tmp-size", "defaults.tmp_size", "size of a sandbox's /tmp"},
+    {"--work-size", "defaults.work_size", "size of a sandbox's /work"},
+    {"--shm-size", "defaults.shm_size", "size of a sandbox's /dev/shm"},
+    {"--log-level", "log.level", "trace, debug, info, warn, error, critical, off"},
+    {"--access-log", "log.access", "one log line per RPC (true/false)"},
+};
+constexpr FlagKey kSwitchKeys[] = {
+    {"--insecure-tcp", "insecure_tcp", "serve --listen without TLS (development only)"},
+    {"--log-json", "log.json", "JSON log lines"},
+};
+
+// The file (if any), then the flags given, then the checks. Errors name the
+// key; they go to stderr before logging is set up.
+absl::StatusOr<Flags> LoadConfig(const std::string& path, bool path_given,
+                                 const std::vector<std::pair<std::string, std::string>>& sets) {
+  YAML::Node doc(YAML::NodeType::Map);
+  std::error_code ec;
+  if (path_given || std::filesystem::exists(path, ec)) {
+    ASSIGN_OR_RETURN(doc, sbx::config::LoadFile(path));
+  }
+  for (const auto& [key, value] : sets) RETURN_IF_ERROR(sbx::config::SetKey(doc, key, value));
+  ASSIGN_OR_RETURN(Flags config, sbx::config::Parse(doc));
+  RETURN_IF_ERROR(sbx::config::Validate(config));
+  return config;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  Flags flags;
-  CLI::App app{"sbxd: sandbox daemon"};
-  app.add_option("--socket", flags.socket, "Unix socket to serve on")->capture_default_str();
-  app.add_option("--listen", flags.listen, "also serve on HOST:PORT (insecure TCP)");
-  app.add_option("--state-dir", flags.state_dir, "where sandbox state is kept")
+  CLI::App app{"sbxd: sandbox daemon. Every flag is also a key of the --config file "
+               "(docs/sbxd.example.yaml); flags override the file."};
+  std::string config_path = sbx::config::kDefaultConfigPath;
+  bool print_config = false;
+  app.add_option("--config", config_path, "YAML configuration file")->capture_default_str();
+  app.add_flag("--print-config", print_config, "print the effective configuration and exit");
+  std::string shutdown_grace = kDefaultShutdownGrace;
+  app.add_option("--shutdown-grace", shutdown_grace,
+                 "after SIGTERM, how long running calls may take to finish (e.g. 10s, 500ms)")
       ->capture_default_str();
-  app.add_option("--cgroup-root", flags.cgroup_root, "cgroupfs mount point")
-      ->capture_default_str();
-  app.add_option("--cgroup-version", flags.cgroup_version, "auto, v1 or v2")
-      ->check(CLI::IsMember({"auto", "v1", "v2"}))
-      ->capture_default_str();
-  app.add_option("--cgroup-parent", flags.cgroup_parent, "name of sbxd's parent cgroup")
-      ->capture_default_str();
-  app.add_option("--uid-base", flags.uid_base, "first host uid of the sandboxes' ranges")
-      ->capture_default_str();
-  app.add_option("--max-sandboxes", flags.max_sandboxes, "most sandboxes at once")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  app.add_option("--pool-size", flags.pool_size,
-                 "ready sandboxes kept for CreateSandbox (0: no warm pool)")
-      ->capture_default_str();
-  app.add_option("--init-path", flags.init_path,
-                 "the sbx-init binary (default: beside sbxd, else ../libexec/sbx/)");
-  app.add_option("--default-memory", flags.default_memory, "memory of a sandbox (SIZE)")
-      ->capture_default_str();
-  app.add_option("--default-cpus", flags.default_cpus, "cpus of a sandbox")
-      ->capture_default_str();
-  app.add_option("--default-pids", flags.default_pids, "tasks of a sandbox")
-      ->capture_default_str();
-  app.add_option("--tmp-size", flags.tmp_size, "size of a sandbox's /tmp")->capture_default_str();
-  app.add_option("--work-size", flags.work_size, "size of a sandbox's /work")
-      ->capture_default_str();
-  app.add_option("--shm-size", flags.shm_size, "size of a sandbox's /dev/shm")
-      ->capture_default_str();
-  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
-      ->capture_default_str();
-  app.add_flag("--log-json", flags.log_json, "JSON log lines (not implemented yet)");
+  std::map<std::string, std::string> values;
+  std::map<std::string, bool> switches;
+  for (const FlagKey& f : kFlagKeys) {
+    app.add_option(f.flag, values[f.key], absl::StrCat(f.help, " [", f.key, "]"));
+  }
+  for (const FlagKey& f : kSwitchKeys) {
+    app.add_flag(f.flag, switches[f.key], absl::StrCat(f.help, " [", f.key, "]"));
+  }
   CLI11_PARSE(app, argc, argv);
 
-  SetUpLogging(flags.log_level);
-  if (flags.log_json) spdlog::warn("--log-json is not implemented yet; logging text");
-  return Serve(flags);
+  std::vector<std::pair<std::string, std::string>> sets;
+  for (const FlagKey& f : kFlagKeys) {
+    if (app.get_option(f.flag)->count() > 0) sets.emplace_back(f.key, values[f.key]);
+  }
+  for (const FlagKey& f : kSwitchKeys) {
+    if (app.get_option(f.flag)->count() > 0) {
+      sets.emplace_back(f.key, switches[f.key] ? "true" : "false");
+    }
+  }
+  absl::StatusOr<Flags> config =
+      LoadConfig(config_path, app.get_option("--config")->count() > 0, sets);
+  if (!config.ok()) {
+    std::fprintf(stderr, "sbxd: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (print_config) {
+    std::fputs(sbx::config::ToYaml(*config).c_str(), stdout);
+    return 0;
+  }
+  absl::Duration grace;
+  if (!absl::ParseDuration(shutdown_grace, &grace) || grace < absl::ZeroDuration()) {
+    std::fprintf(stderr, "sbxd: --shutdown-grace: not a duration: %s\n", shutdown_grace.c_str());
+    return 2;
+  }
+  SetUpLogging(config->log_level, config->log_json);
+  return Serve(*config, grace);
 }

@@ -1,6 +1,7 @@
 // sbx ls [--label k=v]...: one row per sandbox under a header.
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -75,6 +77,12 @@ int RunLs(const GlobalArgs& global, const LsArgs& args) {
   if (!client.ok()) return ReportUsageError(client.status().message());
   ListOptions options;
   options.label_selector = *std::move(selector);
+  std::string nodes = args.nodes;
+  if (nodes.empty()) {
+    const char* env = std::getenv("SBX_NODES");
+    if (env != nullptr) nodes = env;
+  }
+  options.nodes = absl::StrSplit(nodes, ',', absl::SkipWhitespace());
   absl::StatusOr<std::vector<v1::Sandbox>> sandboxes =
       client->ListSandboxes(options);
   if (!sandboxes.ok()) return ReportApiError(global, sandboxes.status());

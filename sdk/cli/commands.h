@@ -15,6 +15,11 @@ inline constexpr int kExitUsage = 2;     // bad command line
 
 struct GlobalArgs {
   std::string server;  // "" = $SBX_SERVER or the default socket
+  std::string token;   // --token / $SBX_TOKEN: bearer token
+  bool tls = false;    // --tls: TLS to a TCP address (implied by the --tls-* files)
+  std::string tls_ca;    // --tls-ca / $SBX_TLS_CA: CA bundle that verifies sbxd
+  std::string tls_cert;  // --tls-cert / $SBX_TLS_CERT: client certificate (mTLS)
+  std::string tls_key;   // --tls-key / $SBX_TLS_KEY: its key
 };
 
 // Limits as typed; parsed and checked by ParseLimitArgs.
@@ -50,6 +55,7 @@ struct LimitsArgs {
 
 struct LsArgs {
   std::vector<std::string> labels;
+  std::string nodes;  // "a,b,c": list each node behind a router; also $SBX_NODES
 };
 
 struct InspectArgs {

@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include "absl/strings/match.h"
@@ -17,8 +19,42 @@ std::string ServerAddress(const GlobalArgs& global) {
   return global.server.empty() ? DefaultAddress() : global.server;
 }
 
+namespace {
+
+absl::Status ReadPemFile(const std::string& flag, const std::string& path, std::string* out) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  *out = text.str();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<Client> ConnectClient(const GlobalArgs& global,
                                      ClientOptions options) {
+  options.token = global.token;
+  options.tls = global.tls || !global.tls_ca.empty() || !global.tls_cert.empty() ||
+                !global.tls_key.empty();
+  if (!global.tls_ca.empty()) {
+    if (absl::Status s = ReadPemFile("--tls-ca", global.tls_ca, &options.tls_ca_pem); !s.ok()) {
+      return s;
+    }
+  }
+  if (global.tls_cert.empty() != global.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!global.tls_cert.empty()) {
+    if (absl::Status s = ReadPemFile("--tls-cert", global.tls_cert, &options.tls_cert_pem);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ReadPemFile("--tls-key", global.tls_key, &options.tls_key_pem);
+        !s.ok()) {
+      return s;
+    }
+  }
   return Client::Connect(ServerAddress(global), options);
 }
 

@@ -28,6 +28,14 @@ int Main(int argc, char** argv) {
                  "sbxd address: unix:///path, /path or host:port "
                  "(default: unix:///run/sbx/sbxd.sock)")
       ->envname("SBX_SERVER");
+  app.add_option("--token", global.token, "bearer token for sbxd (TCP listeners)")
+      ->envname("SBX_TOKEN");
+  app.add_flag("--tls", global.tls, "connect with TLS (system CA roots unless --tls-ca)");
+  app.add_option("--tls-ca", global.tls_ca, "PEM CA bundle that verifies sbxd (implies --tls)")
+      ->envname("SBX_TLS_CA");
+  app.add_option("--tls-cert", global.tls_cert, "PEM client certificate for mTLS (implies --tls)")
+      ->envname("SBX_TLS_CERT");
+  app.add_option("--tls-key", global.tls_key, "PEM key of --tls-cert")->envname("SBX_TLS_KEY");
 
   CreateArgs create;
   CLI::App* create_cmd =
@@ -65,6 +73,8 @@ int Main(int argc, char** argv) {
   CLI::App* ls_cmd = app.add_subcommand("ls", "List sandboxes");
   ls_cmd->add_option("--label", ls.labels,
                      "only sandboxes with label k=v (repeatable)");
+  ls_cmd->add_option("--nodes", ls.nodes,
+                     "behind a router: nodes to list, comma-separated (default $SBX_NODES)");
 
   InspectArgs inspect;
   CLI::App* inspect_cmd =

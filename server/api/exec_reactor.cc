@@ -6,12 +6,14 @@
 
 #include <cerrno>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
 #include "server/api/log.h"
+#include "server/api/metrics.h"
 #include "server/api/status.h"
 #include "server/common/status.h"
 #include "server/common/unique_fd.h"
@@ -31,6 +33,34 @@ constexpr int kChunksInFlight = 2;
 // After the command exits, output is still read until EOF; a background
 // process that keeps the pipe open is given this long once the pipe is empty.
 constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
+// A command cut off because its stream ended takes a moment to die; its
+// leaf is retried this often, this many times, before the sandbox's
+// Destroy is left to remove it.
+constexpr absl::Duration kLeafRetry = absl::Milliseconds(20);
+constexpr int kLeafAttempts = 250;
+
+// Removes the leaf of a command whose stream ended before its exit: kills
+// whatever is still in it (the command was SIGKILLed through its init; what
+// it started in the background goes with it, since nobody is left to read
+// it) and retries on the loop, which must not wait, until it is empty.
+void RemoveLeafWhenEmpty(IoLoop& loop, std::shared_ptr<engine::Cgroup> leaf,
+                         std::string sandbox_id, int attempts_left) {
+  absl::Status removed = leaf->Remove();
+  if (removed.ok()) return;
+  if (removed.code() != absl::StatusCode::kFailedPrecondition || attempts_left <= 0) {
+    Log().warn("sandbox {}: removing the cgroup of a cut-off command: {}", sandbox_id,
+               removed.ToString());
+    return;
+  }
+  absl::StatusOr<std::vector<pid_t>> pids = leaf->Processes();
+  if (pids.ok()) {
+    for (pid_t pid : *pids) ::kill(pid, SIGKILL);
+  }
+  loop.AddTimer(absl::Now() + kLeafRetry,
+                [&loop, leaf = std::move(leaf), id = std::move(sandbox_id), attempts_left] {
+                  RemoveLeafWhenEmpty(loop, leaf, id, attempts_left - 1);
+                });
+}
 
 }  // namespace
 
@@ -130,8 +160,8 @@ class ExecSession {
 
 // ---- the reactor ---------------------------------------------------------------
 
-ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop)
-    : manager_(manager), loop_(loop), session_(std::make_shared<ExecSession>(this, manager, loop)) {
+ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop, std::string tenant)
+    : manager_(manager), loop_(loop), tenant_(std::move(tenant)), session_(std::make_shared<ExecSession>(this, manager, loop)) {
   StartRead(&request_);
 }
 
@@ -161,7 +191,7 @@ void ExecReactor::OnReadDone(bool ok) {
     channel = absl::InvalidArgumentError("start.sandbox_id: must not be empty");
   } else {
     absl::StatusOr<manager::ExecParams> params = FromProto(start);
-    channel = params.ok() ? manager_.StartExec(start.sandbox_id(), *params) : params.status();
+    channel = params.ok() ? manager_.StartExec(tenant_, start.sandbox_id(), *params) : params.status();
   }
   ExecBudget budget;
   if (start.limits().has_cpu_time()) {
@@ -528,6 +558,8 @@ void ExecSession::MaybeSendExit() {
   }
   ToProto(*exit_, outcome, exit);
   out.exit = true;
+  Metrics::Global().ExecFinished(exit->verdict(), exit_->wall_us,
+                                 outcome.usage ? outcome.usage->oom_kills : 0);
   Log().debug("sandbox {}: exec pid {} exited (status {:#x}, {} us)", sandbox_id_, pid_,
               exit_->wait_status, exit_->wall_us);
   // The exit message goes out first: removing the leaf (a few rmdirs) is
@@ -574,21 +606,28 @@ void ExecSession::OnWriteDone(bool ok) {
     Finish(absl::OkStatus());
     return;
   }
-  if (current_.source >= 0) {
-    const int slot = current_.source;
-    --queued_[slot];
-    if (OutputOpen(slot)) {
-      if (drain_expired_) ReadOutput(slot);  // empty now means done
-      Rearm(slot);
+  const int source = current_.source;
+  // Cleared first: ReadOutput below may start the next write into current_.
+  current_ = Outgoing();
+  if (source >= 0) {
+    --queued_[source];
+    if (OutputOpen(source)) {
+      if (drain_expired_) ReadOutput(source);  // empty now means done
+      Rearm(source);
     }
   }
-  current_ = Outgoing();
   MaybeStartWrite();
 }
 
 void ExecSession::Fail(absl::Status status) {
   if (finished_) return;
   KillCommand();
+  if (cgroup_) {
+    // Not left for the sandbox's Destroy: a long-lived sandbox whose clients
+    // come and go would pile up leaves.
+    RemoveLeafWhenEmpty(loop_, std::shared_ptr<engine::Cgroup>(std::move(cgroup_)), sandbox_id_,
+                        kLeafAttempts);
+  }
   queue_.clear();
   if (write_in_flight_) {
     // Finish may not overlap a write; OnWriteDone finishes.

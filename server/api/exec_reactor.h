@@ -25,7 +25,8 @@ class ExecSession;
 
 class ExecReactor : public grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse> {
  public:
-  ExecReactor(manager::Manager& manager, IoLoop& loop);
+  // Commands start as `tenant` (the authenticated caller).
+  ExecReactor(manager::Manager& manager, IoLoop& loop, std::string tenant);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -38,6 +39,7 @@ class ExecReactor : public grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResp
  private:
   manager::Manager& manager_;
   IoLoop& loop_;
+  const std::string tenant_;
   std::shared_ptr<ExecSession> session_;
   v1::ExecRequest request_;
   bool first_read_ = true;  // touched only in OnReadDone (one read in flight)

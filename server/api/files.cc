@@ -46,9 +46,9 @@ void ToProto(const engine::FileEntry& entry, v1::FileHeader* out) {
 
 // ---- WriteFiles ---------------------------------------------------------------
 
-WriteFilesReactor::WriteFilesReactor(manager::Manager& manager,
+WriteFilesReactor::WriteFilesReactor(manager::Manager& manager, std::string tenant,
                                      v1::WriteFilesResponse* response)
-    : manager_(manager), response_(response) {
+    : manager_(manager), tenant_(std::move(tenant)), response_(response) {
   StartRead(&request_);
 }
 
@@ -117,7 +117,7 @@ absl::Status WriteFilesReactor::Open(const v1::WriteFilesRequest& request) {
     return absl::InvalidArgumentError("the first message must carry sandbox_id");
   }
   ASSIGN_OR_RETURN(const uint32_t uid, engine::ParseFileUser(request.user()));
-  ASSIGN_OR_RETURN(fs_, manager_.OpenSandboxFs(request.sandbox_id(), uid));
+  ASSIGN_OR_RETURN(fs_, manager_.OpenSandboxFs(tenant_, request.sandbox_id(), uid));
   return absl::OkStatus();
 }
 
@@ -174,13 +174,14 @@ void WriteFilesReactor::Complete(const absl::Status& status) {
 
 // ---- ReadFile ------------------------------------------------------------------
 
-ReadFileReactor::ReadFileReactor(manager::Manager& manager, const v1::ReadFileRequest& request)
+ReadFileReactor::ReadFileReactor(manager::Manager& manager, const std::string& tenant,
+                                 const v1::ReadFileRequest& request)
     : sandbox_id_(request.sandbox_id()) {
   absl::Status status = [&]() -> absl::Status {
     if (sandbox_id_.empty()) return absl::InvalidArgumentError("sandbox_id: must not be empty");
     ASSIGN_OR_RETURN(path_, engine::CleanSandboxPath(request.path()));
     ASSIGN_OR_RETURN(const uint32_t uid, engine::ParseFileUser(request.user()));
-    ASSIGN_OR_RETURN(fs_, manager.OpenSandboxFs(sandbox_id_, uid));
+    ASSIGN_OR_RETURN(fs_, manager.OpenSandboxFs(tenant, sandbox_id_, uid));
     ASSIGN_OR_RETURN(reader_, fs_->Read(path_));
     return absl::OkStatus();
   }();

@@ -31,7 +31,8 @@ namespace sbx::api {
 class WriteFilesReactor : public grpc::ServerReadReactor<v1::WriteFilesRequest> {
  public:
   // `manager` and `response` must outlive the call.
-  WriteFilesReactor(manager::Manager& manager, v1::WriteFilesResponse* response);
+  WriteFilesReactor(manager::Manager& manager, std::string tenant,
+                    v1::WriteFilesResponse* response);
 
   void OnReadDone(bool ok) override;
   void OnDone() override;
@@ -45,6 +46,7 @@ class WriteFilesReactor : public grpc::ServerReadReactor<v1::WriteFilesRequest> 
   void Complete(const absl::Status& status);
 
   manager::Manager& manager_;
+  const std::string tenant_;
   v1::WriteFilesResponse* const response_;
   v1::WriteFilesRequest request_;
   std::shared_ptr<engine::SandboxFs> fs_;
@@ -59,7 +61,8 @@ class WriteFilesReactor : public grpc::ServerReadReactor<v1::WriteFilesRequest> 
 class ReadFileReactor : public grpc::ServerWriteReactor<v1::ReadFileResponse> {
  public:
   // `manager` must outlive the call.
-  ReadFileReactor(manager::Manager& manager, const v1::ReadFileRequest& request);
+  ReadFileReactor(manager::Manager& manager, const std::string& tenant,
+                  const v1::ReadFileRequest& request);
 
   void OnWriteDone(bool ok) override;
   void OnDone() override;

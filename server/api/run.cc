@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "server/api/convert.h"
 #include "server/api/log.h"
+#include "server/api/metrics.h"
 #include "server/api/run_exec.h"
 #include "server/api/status.h"
 #include "server/common/status.h"
@@ -136,9 +137,13 @@ std::string TrimTrailingWhitespace(absl::string_view text) {
 // One Run, on a pool worker.
 class RunJob {
  public:
-  RunJob(manager::Manager& manager, grpc::CallbackServerContext* context,
+  RunJob(manager::Manager& manager, std::string tenant, grpc::CallbackServerContext* context,
          const v1::RunRequest& request, v1::RunResponse* response)
-      : manager_(manager), context_(context), request_(request), response_(response) {
+      : manager_(manager),
+        tenant_(std::move(tenant)),
+        context_(context),
+        request_(request),
+        response_(response) {
     cap_ = request.has_output_cap_bytes() ? request.output_cap_bytes() : kDefaultOutputCap;
   }
 
@@ -157,6 +162,7 @@ class RunJob {
   void Fill(const CommandResult& command, v1::CaseResult* result) const;
 
   manager::Manager& manager_;
+  const std::string tenant_;  // owns the ephemeral sandbox, pays its quota
   grpc::CallbackServerContext* context_;
   const v1::RunRequest& request_;
   v1::RunResponse* response_;
@@ -169,7 +175,8 @@ absl::Status RunJob::Run() {
   RETURN_IF_ERROR(CreateSandbox());
   absl::Cleanup destroy = [this] {
     fs_.reset();
-    absl::StatusOr<bool> destroyed = manager_.DestroySandbox(id_);
+    absl::StatusOr<bool> destroyed = manager_.DestroySandbox(tenant_, id_);
+    if (destroyed.ok() && *destroyed) Metrics::Global().SandboxDestroyed();
     if (!destroyed.ok()) {
       Log().error("sandbox {}: destroying after its run: {}", id_, destroyed.status().ToString());
     }
@@ -196,14 +203,16 @@ absl::Status RunJob::CreateSandbox() {
   params.env.insert(request_.env().begin(), request_.env().end());
   params.labels["sbx.run"] = "1";
   params.ttl = kSandboxTtl;
+  params.tenant = tenant_;
   ASSIGN_OR_RETURN(manager::SandboxInfo info, manager_.CreateSandbox(params));
+  Metrics::Global().SandboxCreated();
   id_ = info.id;
   response_->set_sandbox_id(id_);
   return absl::OkStatus();
 }
 
 absl::Status RunJob::WriteFiles() {
-  ASSIGN_OR_RETURN(fs_, manager_.OpenSandboxFs(id_, engine::kSandboxUid));
+  ASSIGN_OR_RETURN(fs_, manager_.OpenSandboxFs(tenant_, id_, engine::kSandboxUid));
   for (const v1::File& file : request_.files()) {
     ASSIGN_OR_RETURN(std::string path, engine::CleanSandboxPath(file.path()));
     RETURN_IF_ERROR(WriteFile(path, file.content(), file.mode()));
@@ -240,7 +249,7 @@ absl::StatusOr<bool> RunJob::Compile() {
                                               kDefaultToolWallSeconds, "compile_limits"));
   v1::CaseResult* result = response_->mutable_compile();
   absl::StatusOr<CommandResult> command =
-      RunCommand(manager_, id_, spec, [this] { return Cancelled(); });
+      RunCommand(manager_, tenant_, id_, spec, [this] { return Cancelled(); });
   if (!command.ok() && !IsStartFailure(command.status())) {
     return Annotate(command.status(), "compiling");
   }
@@ -260,7 +269,7 @@ absl::Status RunJob::RunCase(const v1::TestCase& test, v1::CaseResult* result) {
                                               kDefaultCaseWallSeconds, "case limits"));
   spec.stdin_data = test.stdin();
   absl::StatusOr<CommandResult> command =
-      RunCommand(manager_, id_, spec, [this] { return Cancelled(); });
+      RunCommand(manager_, tenant_, id_, spec, [this] { return Cancelled(); });
   if (!command.ok()) {
     if (!IsStartFailure(command.status())) return Annotate(command.status(), "running a case");
     StartFailed(command.status(), v1::VERDICT_RUNTIME_ERROR, result);
@@ -291,7 +300,7 @@ absl::Status RunJob::Check(const v1::TestCase& test, const std::string& actual,
   spec.params.env["SBX_EXPECTED"] = kCheckExpected;
   spec.params.env["SBX_ACTUAL"] = kCheckActual;
   absl::StatusOr<CommandResult> checker =
-      RunCommand(manager_, id_, spec, [this] { return Cancelled(); });
+      RunCommand(manager_, tenant_, id_, spec, [this] { return Cancelled(); });
   if (!checker.ok()) {
     if (!IsStartFailure(checker.status())) return Annotate(checker.status(), "running the checker");
     // The judge's own checker is missing: not the submission's fault.
@@ -387,6 +396,7 @@ void RunPool::Work() {
 // ---- the handler ----------------------------------------------------------------
 
 grpc::ServerUnaryReactor* StartRun(manager::Manager& manager, RunPool& pool,
+                                   const std::string& tenant,
                                    grpc::CallbackServerContext* context,
                                    const v1::RunRequest* request, v1::RunResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -395,8 +405,8 @@ grpc::ServerUnaryReactor* StartRun(manager::Manager& manager, RunPool& pool,
     return reactor;
   }
   // The request, response and context live until Finish.
-  absl::Status queued = pool.Submit([&manager, context, request, response, reactor]() {
-    RunJob job(manager, context, *request, response);
+  absl::Status queued = pool.Submit([&manager, tenant, context, request, response, reactor]() {
+    RunJob job(manager, tenant, context, *request, response);
     absl::Status status = job.Run();
     if (!status.ok()) {
       if (status.code() != absl::StatusCode::kCancelled) {

@@ -56,8 +56,10 @@ class RunPool {
 };
 
 // Serves one Run call: checks the request, queues the job on `pool`; the
-// job fills `response` and finishes the returned reactor.
+// job fills `response` and finishes the returned reactor. The ephemeral
+// sandbox belongs to `tenant`.
 grpc::ServerUnaryReactor* StartRun(manager::Manager& manager, RunPool& pool,
+                                   const std::string& tenant,
                                    grpc::CallbackServerContext* context,
                                    const v1::RunRequest* request, v1::RunResponse* response);
 

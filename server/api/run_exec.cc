@@ -243,10 +243,11 @@ ExecBudget BudgetOf(const v1::ExecLimits& limits) {
 }
 
 absl::StatusOr<CommandResult> RunCommand(manager::Manager& manager,
+                                         const std::string& tenant,
                                          const std::string& sandbox_id,
                                          const CommandSpec& spec,
                                          const std::function<bool()>& cancelled) {
-  ASSIGN_OR_RETURN(engine::ExecChannel channel, manager.StartExec(sandbox_id, spec.params));
+  ASSIGN_OR_RETURN(engine::ExecChannel channel, manager.StartExec(tenant, sandbox_id, spec.params));
   Pump pump(sandbox_id, std::move(channel), spec);
   return pump.Run(cancelled);
 }

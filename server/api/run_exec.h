@@ -39,6 +39,7 @@ struct CommandResult {
 // Whatever is left in the command's cgroup after it exits is killed and the
 // cgroup removed, so the next command starts with nothing of this one.
 absl::StatusOr<CommandResult> RunCommand(manager::Manager& manager,
+                                         const std::string& tenant,
                                          const std::string& sandbox_id,
                                          const CommandSpec& spec,
                                          const std::function<bool()>& cancelled);

@@ -9,17 +9,19 @@
 #include <grpcpp/grpcpp.h>
 
 #include "sbx/v1/sandbox.grpc.pb.h"
+#include "server/api/auth.h"
 #include "server/api/io_loop.h"
 #include "server/api/run.h"
 #include "server/manager/manager.h"
 
 namespace sbx::api {
 
-class SandboxService final : public v1::SandboxService::CallbackService {
+class SandboxService : public v1::SandboxService::CallbackService {
  public:
-  // `manager` and `loop` must outlive the gRPC server serving this service.
-  SandboxService(manager::Manager& manager, IoLoop& loop)
-      : manager_(manager), loop_(loop), runs_(RunPool::DefaultThreads(), kMaxQueuedRuns) {}
+  // `manager`, `loop` and `auth` must outlive the gRPC server serving this
+  // service. Every call is authenticated by `auth` first (auth.h).
+  SandboxService(manager::Manager& manager, IoLoop& loop, const Authenticator& auth)
+      : manager_(manager), loop_(loop), auth_(auth), runs_(RunPool::DefaultThreads(), kMaxQueuedRuns) {}
 
   grpc::ServerUnaryReactor* CreateSandbox(grpc::CallbackServerContext* context,
                                           const v1::CreateSandboxRequest* request,
@@ -52,6 +54,7 @@ class SandboxService final : public v1::SandboxService::CallbackService {
 
   manager::Manager& manager_;
   IoLoop& loop_;
+  const Authenticator& auth_;
   RunPool runs_;  // Run jobs (run.h); joined before the service goes
 };
 

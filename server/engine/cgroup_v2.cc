@@ -156,6 +156,7 @@ class CgroupV2 : public Cgroup {
   }
 
   absl::Status SetMemory(int64_t bytes) {
+    RETURN_IF_ERROR(RefuseBelowUsage(bytes));
     absl::Status status = WriteStringToFile(File("memory.max"), absl::StrCat(bytes));
     if (status.code() == absl::StatusCode::kFailedPrecondition) {  // EBUSY
       return MemoryBelowUsageError(bytes, File("memory.current"));
@@ -166,6 +167,30 @@ class CgroupV2 : public Cgroup {
     status = WriteStringToFile(File("memory.swap.max"), "0");
     if (status.code() == absl::StatusCode::kNotFound) return absl::OkStatus();
     return status;
+  }
+
+  // v1 refuses a memory limit below what the cgroup uses and cannot reclaim
+  // (EBUSY). v2 takes it, then reclaims and OOM-kills whatever does not fit,
+  // so a mistaken SetLimits would kill the sandbox's commands. Both backends
+  // keep v1's contract: reclaim what can go (page cache; swap is off), and
+  // refuse, changing nothing, if the usage stays above the limit. A command
+  // that grows between the check and the write meets the new limit as it
+  // would any other.
+  absl::Status RefuseBelowUsage(int64_t bytes) {
+    absl::StatusOr<int64_t> usage = ReadInt64File(File("memory.current"));
+    // The kernel always has it beside memory.max; a hand-made tree may not.
+    if (usage.status().code() == absl::StatusCode::kNotFound) return absl::OkStatus();
+    if (!usage.ok()) return usage.status();
+    int64_t current = *usage;
+    if (current <= bytes) return absl::OkStatus();
+    // memory.reclaim (Linux 5.19+) answers EAGAIN when it fell short; the
+    // figure read afterwards decides either way.
+    if (PathExists(File("memory.reclaim"))) {
+      (void)WriteStringToFile(File("memory.reclaim"), absl::StrCat(current - bytes));
+      ASSIGN_OR_RETURN(current, ReadInt64File(File("memory.current")));
+    }
+    if (current <= bytes) return absl::OkStatus();
+    return MemoryBelowUsageError(bytes, File("memory.current"));
   }
 
   // cpu.max is "<quota> <period>" or "max <period>".

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/status.h"
@@ -78,6 +79,11 @@ absl::Status Manager::Init() {
     return absl::InvalidArgumentError("max sandboxes must be at least 1");
   }
   if (options_.pool_size < 0) return absl::InvalidArgumentError("pool size must be >= 0");
+  if (!options_.node_name.empty() && !IsNodeName(options_.node_name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node name '", absl::CHexEscape(options_.node_name),
+        "': use 1 to 44 of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"));
+  }
   const uint64_t slots = uint64_t{static_cast<uint32_t>(options_.max_sandboxes)} +
                          uint64_t{static_cast<uint32_t>(options_.pool_size)};
   const uint64_t last_id = uint64_t{options_.uid_base} + slots * engine::kIdsPerSandbox;
@@ -142,6 +148,7 @@ PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& 
   p.labels = record.labels;
   p.env = record.env;
   p.image = record.image;
+  p.tenant = record.tenant;
   p.created_at = record.created_at;
   p.expires_at = record.expires_at;
   p.pooled = record.pooled;
@@ -156,7 +163,7 @@ absl::StatusOr<SandboxInfo> Manager::CreateSandbox(const CreateParams& params) {
   // Every valid request can be served from the pool: it differs from a
   // pooled sandbox only in what HandOut sets.
   while (true) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Record> pooled, TakePooled());
+    ASSIGN_OR_RETURN(std::shared_ptr<Record> pooled, TakePooled(params.tenant, limits));
     if (!pooled) break;
     absl::StatusOr<SandboxInfo> info = HandOut(pooled, params, limits);
     if (info.ok()) return info;
@@ -181,6 +188,7 @@ absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::Reserve(
     const CreateParams& params, const engine::Limits& limits, bool pooled) {
   auto record = std::make_shared<Record>();
   record->image = params.image.empty() ? "host" : params.image;
+  if (!pooled) record->tenant = params.tenant;
   record->labels = params.labels;
   record->env = params.env;
   record->limits = limits;
@@ -192,9 +200,10 @@ absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::Reserve(
     return absl::ResourceExhaustedError(absl::StrCat(
         "this daemon already runs ", OwnedCountLocked(), " sandboxes, its maximum"));
   }
+  if (!pooled) RETURN_IF_ERROR(CheckQuotaLocked(params.tenant, limits, nullptr));
   ASSIGN_OR_RETURN(record->slot, AllocateSlotLocked());
   do {
-    record->id = NewSandboxId();
+    record->id = NewSandboxId(options_.node_name);
   } while (registry_.count(record->id) != 0);
   record->dir = SandboxDir(record->id);
   record->pooled = pooled;
@@ -296,12 +305,12 @@ absl::Status Manager::TearDown(Record& record) {
 
 // ---- destroy ------------------------------------------------------------------
 
-absl::StatusOr<bool> Manager::DestroySandbox(const std::string& id) {
+absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const std::string& id) {
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
     auto it = registry_.find(id);
-    if (it == registry_.end() || it->second->pooled) return false;
+    if (it == registry_.end() || it->second->pooled || it->second->tenant != tenant) return false;
     record = it->second;
     switch (record->state) {
       case SandboxState::kCreating:
@@ -358,6 +367,7 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record, bool with_u
   SandboxInfo info;
   info.id = record->id;
   info.image = record->image;
+  info.tenant = record->tenant;
   info.labels = record->labels;
   info.created_at = record->created_at;
   info.expires_at = record->expires_at;
@@ -385,21 +395,23 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record, bool with_u
   return info;
 }
 
-absl::StatusOr<SandboxInfo> Manager::GetSandbox(const std::string& id) {
+absl::StatusOr<SandboxInfo> Manager::GetSandbox(const std::string& tenant,
+                                                const std::string& id) {
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(record, FindLocked(id));
+    ASSIGN_OR_RETURN(record, FindLocked(tenant, id));
   }
   return Snapshot(record);
 }
 
-std::vector<SandboxInfo> Manager::ListSandboxes(const ListFilter& filter) {
+std::vector<SandboxInfo> Manager::ListSandboxes(const std::string& tenant,
+                                                const ListFilter& filter) {
   std::vector<std::shared_ptr<Record>> records;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, record] : registry_) {
-      if (record->pooled) continue;
+      if (record->pooled || record->tenant != tenant) continue;
       if (filter.state && record->state != *filter.state) continue;
       if (!MatchesSelector(record->labels, filter.label_selector)) continue;
       records.push_back(record);
@@ -411,12 +423,60 @@ std::vector<SandboxInfo> Manager::ListSandboxes(const ListFilter& filter) {
   return out;
 }
 
-absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::FindLocked(const std::string& id) {
+absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::FindLocked(const std::string& tenant,
+                                                                    const std::string& id) {
   auto it = registry_.find(id);
-  if (it == registry_.end() || it->second->pooled) {
+  // Another tenant's sandbox looks exactly like a missing one.
+  if (it == registry_.end() || it->second->pooled || it->second->tenant != tenant) {
     return absl::NotFoundError(absl::StrCat("sandbox ", id, " does not exist"));
   }
   return it->second;
+}
+
+absl::Status Manager::CheckQuotaLocked(const std::string& tenant, const engine::Limits& limits,
+                                       const Record* replacing) {
+  auto q = options_.quotas.find(tenant);
+  if (q == options_.quotas.end()) return absl::OkStatus();
+  const TenantQuota& quota = q->second;
+  int count = 0;
+  int64_t memory = limits.memory_bytes.value_or(0);
+  double cpus = limits.cpus.value_or(0);
+  for (const auto& [id, record] : registry_) {
+    if (record->tenant != tenant || record.get() == replacing) continue;
+    ++count;
+    memory += record->limits.memory_bytes.value_or(0);
+    cpus += record->limits.cpus.value_or(0);
+  }
+  if (replacing == nullptr && quota.max_sandboxes > 0 && count >= quota.max_sandboxes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tenant ", tenant, " quota: at most ", quota.max_sandboxes,
+                     " sandboxes at once, and it has ", count));
+  }
+  if (quota.max_memory_bytes > 0 && memory > quota.max_memory_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "tenant ", tenant, " quota: the memory limits of its sandboxes would total ", memory,
+        " bytes, over its quota of ", quota.max_memory_bytes));
+  }
+  if (quota.max_cpus > 0 && cpus > quota.max_cpus + 1e-9) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tenant ", tenant, " quota: the cpu limits of its sandboxes would total ",
+                     cpus, ", over its quota of ", quota.max_cpus));
+  }
+  return absl::OkStatus();
+}
+
+std::map<SandboxState, int> Manager::CountByState() {
+  std::map<SandboxState, int> counts;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, record] : registry_) {
+    if (!record->pooled) ++counts[record->state];
+  }
+  return counts;
+}
+
+int Manager::PoolLevel() {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(pool_.size());
 }
 
 absl::Status Manager::RequireRunningLocked(const Record& record) {
@@ -427,13 +487,13 @@ absl::Status Manager::RequireRunningLocked(const Record& record) {
 
 // ---- limits -------------------------------------------------------------------
 
-absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& id,
+absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& tenant, const std::string& id,
                                                const engine::Limits& limits) {
   RETURN_IF_ERROR(ValidateLimits(limits, host_));
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(record, FindLocked(id));
+    ASSIGN_OR_RETURN(record, FindLocked(tenant, id));
   }
   {
     absl::MutexLock op_lock(&record->op_mu);
@@ -442,6 +502,7 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& id,
       absl::MutexLock lock(&mu_);
       RETURN_IF_ERROR(RequireRunningLocked(*record));
       merged = MergeLimits(record->limits, limits);
+      RETURN_IF_ERROR(CheckQuotaLocked(tenant, merged, record.get()));
     }
     if (absl::Status s = record->cgroup->SetLimits(limits); !s.ok()) {
       return Annotate(s, absl::StrCat("setting limits of sandbox ", id));
@@ -473,14 +534,15 @@ void Manager::NoteCommandOomKills(const std::string& id, int64_t kills) {
   if (it != registry_.end()) it->second->leaf_oom_kills += kills;
 }
 
-absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& id,
+absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant,
+                                                       const std::string& id,
                                                        const ExecParams& params) {
   std::string dir;
   std::map<std::string, std::string> env;
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(record, FindLocked(id));
+    ASSIGN_OR_RETURN(record, FindLocked(tenant, id));
     RETURN_IF_ERROR(RequireRunningLocked(*record));
     dir = record->dir;
     env = record->env;
@@ -526,12 +588,12 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& id,
 
 // ---- files ------------------------------------------------------------------
 
-absl::StatusOr<std::shared_ptr<engine::SandboxFs>> Manager::OpenSandboxFs(const std::string& id,
-                                                                          uint32_t uid) {
+absl::StatusOr<std::shared_ptr<engine::SandboxFs>> Manager::OpenSandboxFs(
+    const std::string& tenant, const std::string& id, uint32_t uid) {
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(record, FindLocked(id));
+    ASSIGN_OR_RETURN(record, FindLocked(tenant, id));
   }
   absl::MutexLock op_lock(&record->op_mu);
   {

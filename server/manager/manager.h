@@ -55,26 +55,34 @@ class Manager {
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
+  // Every sandbox belongs to the tenant that created it
+  // (CreateParams::tenant). The calls below that name a sandbox take the
+  // caller's tenant: another tenant's sandbox is NOT_FOUND to it (Destroy:
+  // did not exist) and never listed.
+
   // Creates and starts a sandbox. INVALID_ARGUMENT for bad params,
-  // RESOURCE_EXHAUSTED when the daemon is full. A failure leaves nothing
+  // RESOURCE_EXHAUSTED when the daemon is full or the tenant's quota
+  // (ManagerOptions::quotas) would be exceeded. A failure leaves nothing
   // behind.
   absl::StatusOr<SandboxInfo> CreateSandbox(const CreateParams& params);
 
   // Kills every process and removes the cgroup and the directory. Returns
   // whether the sandbox existed. On a failed step the sandbox stays, as DEAD,
   // so that Destroy can be retried.
-  absl::StatusOr<bool> DestroySandbox(const std::string& id);
+  absl::StatusOr<bool> DestroySandbox(const std::string& tenant, const std::string& id);
 
   // NOT_FOUND for an unknown id.
-  absl::StatusOr<SandboxInfo> GetSandbox(const std::string& id);
-  std::vector<SandboxInfo> ListSandboxes(const ListFilter& filter);
+  absl::StatusOr<SandboxInfo> GetSandbox(const std::string& tenant, const std::string& id);
+  std::vector<SandboxInfo> ListSandboxes(const std::string& tenant, const ListFilter& filter);
 
   // Applies the fields set in `limits` at once and persists them.
-  // FAILED_PRECONDITION unless the sandbox is RUNNING.
-  absl::StatusOr<SandboxInfo> SetLimits(const std::string& id, const engine::Limits& limits);
+  // FAILED_PRECONDITION unless the sandbox is RUNNING; RESOURCE_EXHAUSTED
+  // beyond the tenant's memory / cpu quota.
+  absl::StatusOr<SandboxInfo> SetLimits(const std::string& tenant, const std::string& id,
+                                        const engine::Limits& limits);
 
   // Validates `params` and starts a command in a RUNNING sandbox.
-  absl::StatusOr<engine::ExecChannel> StartExec(const std::string& id,
+  absl::StatusOr<engine::ExecChannel> StartExec(const std::string& tenant, const std::string& id,
                                                 const ExecParams& params);
 
   // Opens the root file system of a RUNNING sandbox for file transfer, as
@@ -82,8 +90,14 @@ class Manager {
   // race with Destroy; the handle then notices by itself (pidfd) when the
   // sandbox goes away. NOT_FOUND for an unknown id, FAILED_PRECONDITION
   // unless RUNNING.
-  absl::StatusOr<std::shared_ptr<engine::SandboxFs>> OpenSandboxFs(const std::string& id,
+  absl::StatusOr<std::shared_ptr<engine::SandboxFs>> OpenSandboxFs(const std::string& tenant,
+                                                                   const std::string& id,
                                                                    uint32_t uid);
+
+  // Ready sandboxes in the warm pool now.
+  int PoolLevel();
+  // Sandboxes of every tenant by state, the pool's excluded (for metrics).
+  std::map<SandboxState, int> CountByState();
 
   // Adds OOM kills seen in a finished command's cgroup leaf to the
   // sandbox's count (see Record::leaf_oom_kills). Unknown ids are ignored.
@@ -115,9 +129,14 @@ class Manager {
   SandboxInfo Snapshot(const std::shared_ptr<Record>& record, bool with_usage = true);
   // Sandboxes that belong to callers (all but the pool's).
   size_t OwnedCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // NOT_FOUND for an unknown id.
-  absl::StatusOr<std::shared_ptr<Record>> FindLocked(const std::string& id)
+  // NOT_FOUND for an unknown id or one of another tenant.
+  absl::StatusOr<std::shared_ptr<Record>> FindLocked(const std::string& tenant,
+                                                     const std::string& id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RESOURCE_EXHAUSTED if `tenant` holding `limits` more (in place of
+  // `replacing`'s, if given) would exceed its quota.
+  absl::Status CheckQuotaLocked(const std::string& tenant, const engine::Limits& limits,
+                                const Record* replacing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FAILED_PRECONDITION unless the sandbox is RUNNING.
   absl::Status RequireRunningLocked(const Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static PersistedSandbox Persisted(const Record& record, const engine::Limits& limits);
@@ -128,7 +147,8 @@ class Manager {
   void PoolLoop();
   // A ready sandbox out of the pool, no longer pooled; null when the pool
   // is empty. RESOURCE_EXHAUSTED when callers own max_sandboxes already.
-  absl::StatusOr<std::shared_ptr<Record>> TakePooled();
+  absl::StatusOr<std::shared_ptr<Record>> TakePooled(const std::string& tenant,
+                                                     const engine::Limits& limits);
   // Gives a sandbox taken from the pool the caller's limits, labels, env and
   // TTL and makes it RUNNING. On failure the sandbox is destroyed.
   absl::StatusOr<SandboxInfo> HandOut(const std::shared_ptr<Record>& record,

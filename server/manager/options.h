@@ -3,9 +3,11 @@
 #define SBX_SERVER_MANAGER_OPTIONS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "server/engine/cgroup.h"
+#include "server/manager/types.h"
 
 namespace sbx::manager {
 
@@ -19,6 +21,9 @@ struct ManagerOptions {
   // out, refilled in the background; 0 disables the pool. They come on top
   // of max_sandboxes.
   int pool_size = 0;
+  // Appended to every sandbox id ("sb-<hex>.<node>") so that a router can
+  // tell which daemon holds a sandbox; "" for a daemon on its own.
+  std::string node_name;
 
   // Limits of a sandbox whose create request leaves them unset.
   int64_t default_memory_bytes = int64_t{512} << 20;
@@ -28,6 +33,11 @@ struct ManagerOptions {
   int64_t tmp_bytes = int64_t{64} << 20;
   int64_t work_bytes = int64_t{256} << 20;
   int64_t shm_bytes = int64_t{64} << 20;
+
+  // Owner of sandboxes recovered from state files written before tenants
+  // existed, and quotas by tenant (tenants not listed have none).
+  std::string default_tenant = "local";
+  std::map<std::string, TenantQuota> quotas;
 
   // How long Destroy and the reclaiming of a dead sandbox wait for its
   // cgroup to empty after SIGKILL.

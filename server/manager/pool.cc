@@ -112,7 +112,8 @@ void Manager::PoolLoop() {
   }
 }
 
-absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::TakePooled() {
+absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::TakePooled(
+    const std::string& tenant, const engine::Limits& limits) {
   std::vector<std::shared_ptr<Record>> dead;
   std::shared_ptr<Record> taken;
   {
@@ -121,11 +122,19 @@ absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::TakePooled() {
       return absl::ResourceExhaustedError(absl::StrCat(
           "this daemon already runs ", OwnedCountLocked(), " sandboxes, its maximum"));
     }
+    if (pool_.empty()) {  // Reserve checks the quota
+      pool_wake_.Signal();
+      return nullptr;
+    }
+    RETURN_IF_ERROR(CheckQuotaLocked(tenant, limits, nullptr));
     while (!pool_.empty() && !taken) {
       std::shared_ptr<Record> front = std::move(pool_.front());
       pool_.pop_front();
       if (front->state == SandboxState::kRunning) {
         taken = std::move(front);
+        // Counts against the tenant's max_sandboxes from here on (its
+        // limits become the caller's in HandOut).
+        taken->tenant = tenant;
       } else {
         dead.push_back(std::move(front));
       }

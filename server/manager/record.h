@@ -27,6 +27,7 @@ struct Manager::Record {
   std::string dir;
   uint32_t slot = 0;
   std::string image;
+  std::string tenant;  // owner; "" while pooled
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> env;
   absl::Time created_at;

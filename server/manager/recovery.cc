@@ -95,6 +95,7 @@ void Manager::RecoverDir(const std::string& name) {
   record->dir = dir;
   record->slot = state->slot;
   record->image = state->image;
+  record->tenant = state->tenant.empty() ? options_.default_tenant : state->tenant;
   record->labels = std::move(state->labels);
   record->env = std::move(state->env);
   record->created_at = state->created_at;

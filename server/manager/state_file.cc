@@ -32,6 +32,7 @@ std::string SerializeState(const PersistedSandbox& s) {
   j["created_at_unix_ns"] = absl::ToUnixNanos(s.created_at);
   if (s.expires_at) j["expires_at_unix_ns"] = absl::ToUnixNanos(*s.expires_at);
   if (s.pooled) j["pooled"] = true;
+  if (!s.tenant.empty()) j["tenant"] = s.tenant;
   return j.dump(2);
 }
 
@@ -65,6 +66,7 @@ absl::StatusOr<PersistedSandbox> ParseState(const std::string& text) {
       s.expires_at = absl::FromUnixNanos(j.at("expires_at_unix_ns").get<int64_t>());
     }
     s.pooled = j.value("pooled", false);
+    s.tenant = j.value("tenant", std::string());
     return s;
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("state: ", e.what()));

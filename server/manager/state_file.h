@@ -32,6 +32,7 @@ struct PersistedSandbox {
   absl::Time created_at;
   std::optional<absl::Time> expires_at;
   bool pooled = false;      // in the warm pool, not yet handed out
+  std::string tenant;       // its owner; "" in files from before tenants
 };
 
 std::string SerializeState(const PersistedSandbox& state);

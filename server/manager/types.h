@@ -26,6 +26,16 @@ struct CreateParams {
   std::map<std::string, std::string> env;   // default env of every exec
   std::map<std::string, std::string> labels;
   absl::Duration ttl = absl::ZeroDuration();  // zero: no expiry
+  // Who creates it: the only caller that will see it, and whose quota it
+  // counts against.
+  std::string tenant;
+};
+
+// What one tenant may hold at once; 0 = no limit of its own.
+struct TenantQuota {
+  int max_sandboxes = 0;
+  int64_t max_memory_bytes = 0;  // sum of its sandboxes' memory limits
+  double max_cpus = 0;           // sum of its sandboxes' cpu limits
 };
 
 // A point-in-time copy of one sandbox, safe to hand out.
@@ -39,6 +49,7 @@ struct SandboxInfo {
   absl::Time created_at;
   std::optional<absl::Time> expires_at;
   pid_t init_pid = 0;
+  std::string tenant;
 };
 
 struct ListFilter {

@@ -304,7 +304,7 @@ absl::StatusOr<engine::ExecOptions> BuildExecOptions(
   return options;
 }
 
-std::string NewSandboxId() {
+std::string NewSandboxId(absl::string_view node) {
   unsigned char bytes[8];
   size_t got = 0;
   while (got < sizeof(bytes)) {
@@ -323,13 +323,29 @@ std::string NewSandboxId() {
     id.push_back(kHex[b >> 4]);
     id.push_back(kHex[b & 0xf]);
   }
+  if (!node.empty()) absl::StrAppend(&id, ".", node);
   return id;
 }
 
 bool IsSandboxId(absl::string_view id) {
+  if (id.size() > 19) {
+    if (id[19] != '.' || !IsNodeName(id.substr(20))) return false;
+    id = id.substr(0, 19);
+  }
   if (id.size() != 19 || id.substr(0, 3) != "sb-") return false;
   for (char c : id.substr(3)) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool IsNodeName(absl::string_view name) {
+  // 44: the id "sb-<16>.<node>" is the sandbox's hostname (at most 64).
+  if (name.empty() || name.size() > 44) return false;
+  auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'); };
+  if (!alnum(name.front()) || !alnum(name.back())) return false;
+  for (char c : name) {
+    if (!alnum(c) && c != '-' && c != '.') return false;
   }
   return true;
 }

@@ -72,10 +72,14 @@ absl::StatusOr<engine::ExecOptions> BuildExecOptions(
     const std::string& sandbox_id, const std::map<std::string, std::string>& sandbox_env,
     const ExecParams& params);
 
-// "sb-" followed by 16 random lowercase hex digits: a valid cgroup name and
-// hostname.
-std::string NewSandboxId();
+// "sb-" followed by 16 random lowercase hex digits, then ".<node>" when the
+// daemon has a node name: a valid cgroup name and hostname. The node part
+// lets a router send every call about a sandbox to the node that holds it.
+std::string NewSandboxId(absl::string_view node = "");
 bool IsSandboxId(absl::string_view id);
+// 1 to 44 of [a-z0-9.-] (a Kubernetes node name fits), starting and ending
+// with a letter or digit.
+bool IsNodeName(absl::string_view name);
 
 // Parses "512M", "1G", "64k", "1048576", "2GiB" (binary multiples,
 // case-insensitive). INVALID_ARGUMENT on junk, negatives or overflow.

@@ -177,5 +177,29 @@ TEST(ValidationTest, ParseSize) {
   }
 }
 
+TEST(ValidationTest, SandboxIdsCarryTheNodeName) {
+  const std::string id = NewSandboxId("node-a");
+  EXPECT_EQ(id.size(), 19u + 7u);
+  EXPECT_EQ(id.substr(19), ".node-a");
+  EXPECT_TRUE(IsSandboxId(id));
+  EXPECT_TRUE(IsSandboxId(NewSandboxId()));
+  EXPECT_FALSE(IsSandboxId(id.substr(0, 19) + "."));
+  EXPECT_FALSE(IsSandboxId(id.substr(0, 19) + ".Node"));
+  EXPECT_FALSE(IsSandboxId(id.substr(0, 19) + "x"));
+  EXPECT_FALSE(IsSandboxId(id.substr(0, 19) + ".a/b"));
+  EXPECT_FALSE(IsSandboxId(id.substr(0, 19) + "." + std::string(45, 'a')));
+  EXPECT_TRUE(IsSandboxId(id.substr(0, 19) + ".ip-10-0-0-1.ec2.internal"));
+}
+
+TEST(ValidationTest, NodeNames) {
+  for (const std::string& good : {std::string("a"), std::string("node-1"), std::string("n0"),
+                                  std::string("a.b"), std::string(44, 'z')}) {
+    EXPECT_TRUE(IsNodeName(good)) << good;
+  }
+  for (const char* bad : {"", "-a", "a-", ".a", "a.", "A", "a_b", "a b"}) {
+    EXPECT_FALSE(IsNodeName(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace sbx::manager

@@ -154,20 +154,20 @@ void Manager::HandleInitExit(uint64_t token) {
 }
 
 void Manager::ExpireDue() {
-  std::vector<std::string> expired;
+  std::vector<std::pair<std::string, std::string>> expired;  // tenant, id
   const absl::Time now = absl::Now();
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, record] : registry_) {
       if (record->expires_at && *record->expires_at <= now &&
           (record->state == SandboxState::kRunning || record->state == SandboxState::kDead)) {
-        expired.push_back(id);
+        expired.emplace_back(record->tenant, id);
       }
     }
   }
-  for (const std::string& id : expired) {
+  for (const auto& [tenant, id] : expired) {
     Log().info("sandbox {}: TTL expired, destroying", id);
-    absl::StatusOr<bool> destroyed = DestroySandbox(id);
+    absl::StatusOr<bool> destroyed = DestroySandbox(tenant, id);
     if (!destroyed.ok()) {
       // Destroy logged it; the record is DEAD and expired, so we retry on
       // the next wake-up. Avoid spinning on a persistent failure.

@@ -48,6 +48,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   // 32 id ranges per test process, 8 per daemon instance in it.
   uid_base_ = 1500000000u + static_cast<uint32_t>(getpid() % 1000) * 65536u * 32u +
               static_cast<uint32_t>(n % 4) * 65536u * 8u;
+  if (options_.uid_base != 0) uid_base_ = options_.uid_base;
   if (options_.listen_tcp) tcp_port_ = FreeTcpPort();
 }
 
@@ -85,6 +86,7 @@ void Daemon::Connect() {
   if (tcp_port_ != 0) {
     argv.push_back("--listen");
     argv.push_back("127.0.0.1:" + std::to_string(tcp_port_));
+    argv.push_back("--insecure-tcp");  // these tests need a port, not TLS
   }
   for (const auto& a : options_.extra_args) argv.push_back(a);
   if (access(argv[0].c_str(), X_OK) != 0) {
@@ -213,6 +215,10 @@ void Daemon::Stop() {
                     << " child cgroups, " << procs.size() << " processes";
     }
     RemoveCgroupTree(dir);
+    // On cgroup v2 an sbxd that had to leave a cgroup shared with nothing
+    // else for a leaf keeps that leaf (server/engine/cgroup.h); it is empty
+    // once sbxd has exited.
+    RemoveCgroupTree(dir + ".daemon");
   }
   for (const auto& id : destroyed) {
     auto entries = StateEntriesFor(id);

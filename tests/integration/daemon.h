@@ -23,6 +23,9 @@ struct DaemonOptions {
   // --pool-size: 0 unless a test is about the warm pool, so that the other
   // tests' checks of cgroups and state see only their own sandboxes.
   int pool_size = 0;
+  // 0: a range chosen from the pid and the instance number (8 sandboxes'
+  // worth); tests with more sandboxes per daemon pick their own.
+  uint32_t uid_base = 0;
 };
 
 class Daemon {

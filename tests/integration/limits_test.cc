@@ -168,7 +168,7 @@ TEST_F(LimitsTest, GetAndListShowLimitsLabelsAndUsage) {
 
   EXPECT_EQ(a.sandbox().state(), v1::SANDBOX_STATE_RUNNING);
   ExecResult busy = Sh(stub(), a.id(),
-                       "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 30 & echo started");
+                       "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; sleep 30 & echo started");
   ASSERT_TRUE(busy.Ok()) << busy.Describe();
 
   v1::Sandbox got;

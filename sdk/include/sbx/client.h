@@ -53,6 +53,17 @@ struct ClientOptions {
   bool wait_for_ready = false;
   // Largest response message accepted (stdout chunks, big listings).
   int max_receive_message_bytes = 16 << 20;
+
+  // Authentication (docs/security-model.md). Empty: none, which is what a
+  // caller on sbxd's Unix socket needs.
+  // Bearer token sent with every call as `authorization: Bearer <token>`.
+  std::string token;
+  // TLS to a TCP listener. Off by default (the Unix socket is plain).
+  bool tls = false;
+  std::string tls_ca_pem;       // verifies the server; "" = the system roots
+  std::string tls_cert_pem;     // client certificate chain, for mTLS
+  std::string tls_key_pem;      // its private key
+  std::string tls_server_name;  // name expected in the server certificate; "" = the host
 };
 
 // Per-call overrides.
@@ -79,6 +90,9 @@ struct CreateOptions {
 struct ListOptions {
   std::map<std::string, std::string> label_selector;  // all must match
   v1::SandboxState state = v1::SANDBOX_STATE_UNSPECIFIED;  // any
+  // Behind a router in front of several daemons: the nodes to list, one
+  // call each (sent as `sbx-node`), results merged. Empty: one plain call.
+  std::vector<std::string> nodes;
 };
 
 struct ExecOptions {

@@ -1,0 +1,214 @@
+// Three sbxd nodes behind nginx (deploy/router): sandboxes created through
+// the router land on every node, every later call reaches the node that
+// holds the sandbox, and a stopped node's sandboxes answer UNAVAILABLE while
+// the others keep working.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon.h"
+#include "proc_util.h"
+#include "sbx/client.h"
+
+namespace sbx::it {
+namespace {
+
+using std::chrono::seconds;
+
+const char* const kNodes[] = {"n1", "n2", "n3"};
+constexpr int kSandboxes = 30;
+
+// Runs `argv` and returns its stdout, or nullopt if it failed.
+std::optional<std::string> Capture(const std::vector<std::string>& argv) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return std::nullopt;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return text;
+}
+
+std::string NodeOf(const std::string& id) {
+  const size_t dot = id.find('.');
+  return dot == std::string::npos ? "" : id.substr(dot + 1);
+}
+
+class RouterTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(std::string(SBX_NGINX_PATH).find("NOTFOUND") == std::string::npos)
+        << "nginx is not installed (scripts/deps/deploy.list has it)";
+    // Each node its own uid ranges, above the other integration tests'.
+    uint32_t uid_base = 3600000000u;
+    for (const char* node : kNodes) {
+      DaemonOptions options;
+      options.listen_tcp = true;
+      options.uid_base = uid_base;
+      uid_base += 64u * 65536u;
+      options.extra_args = {"--node", node, "--max-sandboxes", "48"};
+      auto daemon = std::make_unique<Daemon>(options);
+      ASSERT_TRUE(daemon->Start());
+      daemons_[node] = std::move(daemon);
+    }
+    char tmpl[] = "/tmp/sbx-router-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    port_ = FreeTcpPort();
+    std::vector<std::string> render = {"/bin/bash", SBX_RENDER_PATH, "--listen",
+                                       "127.0.0.1:" + std::to_string(port_), "--runtime-dir",
+                                       dir_};
+    for (const char* node : kNodes) {
+      render.push_back(std::string(node) +
+                       "=127.0.0.1:" + std::to_string(daemons_[node]->tcp_port()));
+    }
+    std::optional<std::string> conf = Capture(render);
+    ASSERT_TRUE(conf.has_value()) << "render.sh failed";
+    const std::string conf_path = dir_ + "/nginx.conf";
+    FILE* f = fopen(conf_path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fwrite(conf->data(), 1, conf->size(), f);
+    fclose(f);
+    nginx_ = fork();
+    if (nginx_ == 0) {
+      execl(SBX_NGINX_PATH, "nginx", "-e", "stderr", "-p", dir_.c_str(), "-c",
+            conf_path.c_str(), "-g", "daemon off;", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ASSERT_GT(nginx_, 0);
+    ASSERT_TRUE(WaitFor([] { return CanConnectTcp(port_); }, seconds(10))) << "nginx did not start";
+    absl::StatusOr<sbx::Client> client = sbx::Client::Connect("127.0.0.1:" + std::to_string(port_));
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::make_unique<sbx::Client>(*std::move(client));
+  }
+
+  static void TearDownTestSuite() {
+    client_.reset();
+    if (nginx_ > 0) {
+      kill(nginx_, SIGTERM);
+      waitpid(nginx_, nullptr, 0);
+    }
+    for (auto& [node, daemon] : daemons_) {
+      if (daemon->running()) daemon->Stop();
+    }
+    daemons_.clear();
+    if (!dir_.empty()) RemoveTree(dir_);
+  }
+
+  static inline std::map<std::string, std::unique_ptr<Daemon>> daemons_;
+  static inline std::unique_ptr<sbx::Client> client_;
+  static inline std::string dir_;
+  static inline int port_ = 0;
+  static inline pid_t nginx_ = -1;
+};
+
+TEST_F(RouterTest, SpreadsRoutesAndSurvivesANodeGoingDown) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < kSandboxes; ++i) {
+    sbx::CreateOptions o;
+    o.labels = {{"n", std::to_string(i)}};
+    absl::StatusOr<v1::Sandbox> box = client_->CreateSandbox(o);
+    ASSERT_TRUE(box.ok()) << box.status();
+    ids.push_back(box->id());
+  }
+  // Every node got some, and each node itself lists exactly its own.
+  std::map<std::string, int> per_node;
+  for (const std::string& id : ids) ++per_node[NodeOf(id)];
+  for (const char* node : kNodes) {
+    EXPECT_GT(per_node[node], 0) << "no sandbox landed on " << node;
+    std::vector<std::string> listed = ListIds(daemons_[node]->stub());
+    EXPECT_EQ(listed.size(), static_cast<size_t>(per_node[node])) << node;
+    for (const std::string& id : listed) EXPECT_EQ(NodeOf(id), node);
+  }
+  EXPECT_EQ(per_node.size(), 3u) << "ids without a known node";
+
+  // Later calls reach the right node: each would be NOT_FOUND elsewhere.
+  for (const std::string& id : ids) {
+    absl::StatusOr<v1::Sandbox> got = client_->GetSandbox(id);
+    ASSERT_TRUE(got.ok()) << id << ": " << got.status();
+    sbx::ExecOptions e;
+    e.sandbox_id = id;
+    e.argv = {"sh", "-c", "hostname; cat"};
+    absl::StatusOr<sbx::ExecResult> r = client_->ExecCollect(e, "stdin of " + id);
+    ASSERT_TRUE(r.ok()) << id << ": " << r.status();
+    EXPECT_EQ(r->stdout_data, id + "\nstdin of " + id);
+    sbx::Limits limits;
+    limits.pids = 77;
+    absl::StatusOr<v1::Sandbox> limited = client_->SetLimits(id, limits);
+    ASSERT_TRUE(limited.ok()) << id << ": " << limited.status();
+    EXPECT_EQ(limited->limits().pids(), 77);
+    ASSERT_TRUE(client_->WriteFiles(id, {{"/work/who", id}}).ok()) << id;
+    absl::StatusOr<std::string> who = client_->ReadFile(id, "/work/who");
+    ASSERT_TRUE(who.ok()) << id << ": " << who.status();
+    EXPECT_EQ(*who, id);
+  }
+  // List fans out over the nodes through the router.
+  sbx::ListOptions all;
+  all.nodes = {"n1", "n2", "n3"};
+  absl::StatusOr<std::vector<v1::Sandbox>> listed = client_->ListSandboxes(all);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->size(), static_cast<size_t>(kSandboxes));
+
+  // One node goes away (its sandboxes stay for its next start).
+  Daemon& down = *daemons_["n2"];
+  ASSERT_TRUE(down.Terminate());
+  for (const std::string& id : ids) {
+    absl::StatusOr<v1::Sandbox> got = client_->GetSandbox(id);
+    if (NodeOf(id) == "n2") {
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << id << ": " << got.status();
+    } else {
+      ASSERT_TRUE(got.ok()) << id << ": " << got.status();
+      sbx::ExecOptions e;
+      e.sandbox_id = id;
+      e.argv = {"true"};
+      absl::StatusOr<sbx::ExecResult> r = client_->ExecCollect(e);
+      EXPECT_TRUE(r.ok() && r->exit.exit_code() == 0) << id;
+    }
+  }
+  // New sandboxes still come up, on the nodes that are left.
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<v1::Sandbox> box = client_->CreateSandbox({});
+    ASSERT_TRUE(box.ok()) << box.status();
+    EXPECT_NE(NodeOf(box->id()), "n2");
+    ids.push_back(box->id());
+  }
+
+  // Back up: its sandboxes answer again; then everything is destroyed.
+  ASSERT_TRUE(down.Restart());
+  for (const std::string& id : ids) {
+    absl::StatusOr<bool> destroyed;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          destroyed = client_->DestroySandbox(id);
+          return destroyed.ok();
+        },
+        seconds(10)))
+        << id << ": " << destroyed.status();
+    EXPECT_TRUE(*destroyed) << id;
+  }
+}
+
+}  // namespace
+}  // namespace sbx::it
