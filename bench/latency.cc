@@ -242,9 +242,10 @@ std::vector<Row> RunCreateDestroy(const Context& ctx) {
   // Cold: a second daemon without a pool, creates back to back.
   DaemonConfig config;
   config.sbxd_path = ctx.options.sbxd_path;
-  config.max_sandboxes = 64;
+  config.max_sandboxes = ctx.options.warmup + ctx.options.iterations + 8;
   config.pool_size = 0;
-  config.uid_base = ctx.daemon.uid_base() - 80u * 65536u;
+  config.uid_base =
+      ctx.daemon.uid_base() - static_cast<uint32_t>(config.max_sandboxes + 8) * 65536u;
   config.name_suffix = "-cold";
   BenchDaemon cold_daemon(config);
   std::string error;

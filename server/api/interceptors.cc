@@ -76,6 +76,9 @@ class ObserverInterceptor final : public grpc::experimental::Interceptor {
       : info_(info), auth_(auth), access_log_(access_log), start_(Clock::now()) {
     const std::string full = info->method();  // "/package.Service/Method"
     method_ = full.substr(full.rfind('/') + 1);
+    // Only this service's messages are known to be protobuf messages: the
+    // default health service, for one, receives a raw ByteBuffer.
+    sandbox_service_ = full.rfind("/sbx.v1.SandboxService/", 0) == 0;
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -84,9 +87,8 @@ class ObserverInterceptor final : public grpc::experimental::Interceptor {
       tenant_ = tenant.ok() ? *tenant : "-";
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
-        !saw_message_) {
+        sandbox_service_ && !saw_message_) {
       saw_message_ = true;
-      // Every message of these services is a protobuf message.
       const auto* message = static_cast<const google::protobuf::Message*>(methods->GetRecvMessage());
       if (message != nullptr) sandbox_ = SandboxIdOf(*message);
     }
@@ -115,6 +117,7 @@ class ObserverInterceptor final : public grpc::experimental::Interceptor {
   std::string tenant_ = "-";
   std::string sandbox_;
   bool saw_message_ = false;
+  bool sandbox_service_ = false;
 };
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include <iostream>
 
 #include "daemon.h"
@@ -376,6 +378,45 @@ TEST_F(BadRequestTest, RunNeedsACommandAndFileRpcsNeedASandbox) {
     grpc::Status s = writer->Finish();
     EXPECT_EQ(s.error_code(), grpc::NOT_FOUND) << StatusText(s);
   }
+}
+
+}  // namespace
+}  // namespace sbx::it
+
+namespace sbx::it {
+namespace {
+
+// grpc.health.v1.Health/Check through a generic stub (no generated health
+// code here): SERVING, and sbxd still answers afterwards. The default health
+// service receives a raw ByteBuffer, which the access-log interceptor once
+// took for a protobuf message and crashed on.
+TEST_F(LifecycleTest, HealthCheckAnswersServing) {
+  auto channel = grpc::CreateChannel(daemon().address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub generic(channel);
+  grpc::CompletionQueue cq;
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, std::chrono::seconds(10));
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1);  // HealthCheckRequest{service: ""}
+    auto call = generic.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
+    call->StartCall();
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    call->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag = nullptr;
+    bool ok = false;
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    ASSERT_TRUE(status.ok()) << StatusText(status);
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(response.Dump(&slices).ok());
+    std::string bytes;
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+  }
+  cq.Shutdown();
+  v1::ListSandboxesResponse list;
+  EXPECT_TRUE(List(stub(), &list).ok()) << "sbxd stopped answering after health checks";
 }
 
 }  // namespace
