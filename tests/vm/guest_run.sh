@@ -36,6 +36,9 @@ setup() {
   ln -sf /proc/self/fd/1 /dev/stdout
   ln -sf /proc/self/fd/2 /dev/stderr
   mount -t tmpfs -o mode=1777 tmpfs /dev/shm || return 1
+  # The host's /tmp stays reachable at /.host-tmp (below) for a build
+  # tree that lives there, as a CI clone may; the tests get a fresh /tmp.
+  mkdir -p /.host-tmp && mount --bind /tmp /.host-tmp || return 1
   mount -t tmpfs -o mode=1777 tmpfs /tmp || return 1
   mount -t tmpfs -o mode=0755 tmpfs /run || return 1
   mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup || return 1
@@ -51,6 +54,22 @@ setup || die "setting up the guest failed"
 # shellcheck source=/dev/null
 source "$results/config.sh"  # tests=(name|timeout|binary args...), jobs, env exports
 mkdir -p "$results/xml" "$results/logs" "$results/status"
+
+# A test binary under the host's /tmp (a build tree there): bring its
+# top-level directory back over the fresh /tmp, at the same path.
+for spec in "${tests[@]}"; do
+  IFS='|' read -r -a fields <<< "$spec"
+  case "${fields[2]}" in
+    /tmp/?*)
+      top=${fields[2]#/tmp/}
+      top=${top%%/*}
+      if [ ! -e "/tmp/$top" ]; then
+        mkdir -p "/tmp/$top" && mount --bind "/.host-tmp/$top" "/tmp/$top" ||
+          die "binding /tmp/$top from the host"
+      fi
+      ;;
+  esac
+done
 
 {
   echo "kernel: $(uname -r)"
