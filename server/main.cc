@@ -271,6 +271,8 @@ int Serve(const Flags& flags, absl::Duration shutdown_grace) {
     }
   }
   spdlog::info("sbxd listening on unix://{}", flags.socket);
+  // Now that the umask is back to normal: see StartBackgroundWork.
+  (*manager)->StartBackgroundWork();
   if (!flags.metrics_listen.empty()) {
     if (absl::Status s = sbx::api::Metrics::Global().Serve(flags.metrics_listen, **manager);
         !s.ok()) {

@@ -33,35 +33,6 @@ constexpr int kChunksInFlight = 2;
 // After the command exits, output is still read until EOF; a background
 // process that keeps the pipe open is given this long once the pipe is empty.
 constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
-// A command cut off because its stream ended takes a moment to die; its
-// leaf is retried this often, this many times, before the sandbox's
-// Destroy is left to remove it.
-constexpr absl::Duration kLeafRetry = absl::Milliseconds(20);
-constexpr int kLeafAttempts = 250;
-
-// Removes the leaf of a command whose stream ended before its exit: kills
-// whatever is still in it (the command was SIGKILLed through its init; what
-// it started in the background goes with it, since nobody is left to read
-// it) and retries on the loop, which must not wait, until it is empty.
-void RemoveLeafWhenEmpty(IoLoop& loop, std::shared_ptr<engine::Cgroup> leaf,
-                         std::string sandbox_id, int attempts_left) {
-  absl::Status removed = leaf->Remove();
-  if (removed.ok()) return;
-  if (removed.code() != absl::StatusCode::kFailedPrecondition || attempts_left <= 0) {
-    Log().warn("sandbox {}: removing the cgroup of a cut-off command: {}", sandbox_id,
-               removed.ToString());
-    return;
-  }
-  absl::StatusOr<std::vector<pid_t>> pids = leaf->Processes();
-  if (pids.ok()) {
-    for (pid_t pid : *pids) ::kill(pid, SIGKILL);
-  }
-  loop.AddTimer(absl::Now() + kLeafRetry,
-                [&loop, leaf = std::move(leaf), id = std::move(sandbox_id), attempts_left] {
-                  RemoveLeafWhenEmpty(loop, leaf, id, attempts_left - 1);
-                });
-}
-
 }  // namespace
 
 // The state of one Exec call. Loop thread only (see exec_reactor.h).
@@ -566,13 +537,10 @@ void ExecSession::MaybeSendExit() {
   // bookkeeping the client need not wait for.
   Queue(std::move(out));
   if (cgroup_) {
-    // A leaf still holding background processes stays until the sandbox goes.
-    absl::Status removed = cgroup_->Remove();
-    if (!removed.ok() && removed.code() != absl::StatusCode::kFailedPrecondition) {
-      Log().warn("sandbox {}: removing cgroup of exec pid {}: {}", sandbox_id_, pid_,
-                 removed.ToString());
-    }
-    cgroup_.reset();
+    // Not here: this loop serves every stream, and an rmdir can wait for
+    // milliseconds. A leaf still holding background processes stays until
+    // the sandbox goes.
+    manager_.CommandEnded(sandbox_id_, std::move(cgroup_), /*kill_rest=*/false);
   }
 }
 
@@ -625,8 +593,9 @@ void ExecSession::Fail(absl::Status status) {
   if (cgroup_) {
     // Not left for the sandbox's Destroy: a long-lived sandbox whose clients
     // come and go would pile up leaves.
-    RemoveLeafWhenEmpty(loop_, std::shared_ptr<engine::Cgroup>(std::move(cgroup_)), sandbox_id_,
-                        kLeafAttempts);
+    // The command was SIGKILLed through its init; what it started in the
+    // background goes too, since nobody is left to read it.
+    manager_.CommandEnded(sandbox_id_, std::move(cgroup_), /*kill_rest=*/true);
   }
   queue_.clear();
   if (write_in_flight_) {

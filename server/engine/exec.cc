@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
 #include "server/engine/sandbox.h"
@@ -55,8 +56,16 @@ absl::StatusOr<Pipe> MakePipe() {
   return Pipe{UniqueFd(p[0]), UniqueFd(p[1])};
 }
 
+// Marks the status of an exec in a spare that the init does not have.
+constexpr char kNoSparePayload[] = "type.sbx.dev/engine.NoSpare";
+
 absl::Status StartFailure(uint32_t step, int err, const ExecOptions& options) {
   switch (step) {
+    case wire::kExecStepSpare: {
+      absl::Status status = absl::UnavailableError("the sandbox has no spare process");
+      status.SetPayload(kNoSparePayload, absl::Cord());
+      return status;
+    }
     case wire::kExecStepExec:
       return ErrnoStatus(err, absl::StrCat("exec '", options.argv[0], "'"));
     case wire::kExecStepCwd:
@@ -143,6 +152,10 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
   request.stack_bytes = options.stack_bytes;
   request.open_files = options.open_files;
   request.cgroup_fds = static_cast<uint32_t>(options.cgroup_procs_fds.size());
+  request.spare_pid = static_cast<uint32_t>(options.spare_pid);
+  if (options.spare_pid != 0 && !options.cgroup_procs_fds.empty()) {
+    return absl::InternalError("a command in the spare joins no cgroup");
+  }
   if (options.cgroup_procs_fds.size() + 3 > wire::kMaxFds) {
     return absl::InternalError("too many cgroup files for one exec request");
   }
@@ -203,6 +216,34 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
     if (fd->valid()) RETURN_IF_ERROR(SetNonBlocking(fd->get()));
   }
   return channel;
+}
+
+bool IsNoSpare(const absl::Status& status) {
+  return status.GetPayload(kNoSparePayload).has_value();
+}
+
+absl::StatusOr<pid_t> PrepareSpare(const std::string& control_socket,
+                                   const std::vector<int>& cgroup_procs_fds) {
+  if (cgroup_procs_fds.empty() || cgroup_procs_fds.size() > wire::kMaxFds) {
+    return absl::InternalError("a spare joins between 1 and 8 cgroup.procs files");
+  }
+  ASSIGN_OR_RETURN(UniqueFd control, ConnectSeqpacket(control_socket));
+  const std::string msg = wire::Writer(wire::kPrepare).data();
+  if (int err = wire::Send(control.get(), msg, cgroup_procs_fds.data(), cgroup_procs_fds.size());
+      err != 0) {
+    return ErrnoStatus(err, "asking the sandbox init for a spare");
+  }
+  ASSIGN_OR_RETURN(std::string reply, ReceiveWithTimeout(control.get(), kStartTimeoutMs, nullptr));
+  wire::Reader in(reply);
+  uint32_t type = 0, value = 0, error = 0;
+  if (in.U32(&type) && type == wire::kPrepared && in.U32(&value) && in.done()) {
+    return static_cast<pid_t>(value);
+  }
+  if (type == wire::kExecFailed && in.U32(&value) && in.U32(&error)) {
+    return ErrnoStatus(static_cast<int>(error),
+                       absl::StrCat("preparing a spare: ", wire::ExecStepName(value)));
+  }
+  return absl::InternalError("unexpected answer from the sandbox init to a spare request");
 }
 
 absl::StatusOr<ExecExit> ReadExecExit(int control_fd) {

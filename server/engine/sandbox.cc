@@ -213,7 +213,13 @@ absl::StatusOr<SandboxProcess> Spawner::SpawnLocked(const SandboxConfig& config,
     status = ErrnoStatus(errno, "releasing the sandbox init");
   }
   sync_write.reset();
-  if (status.ok()) status = WaitForSetup(ready_read.get(), config.id);
+  if (status.ok()) {
+    status = WaitForSetup(ready_read.get(), config.id);
+  } else if (struct pollfd pfd = {ready_read.get(), POLLIN, 0}; ::poll(&pfd, 1, 0) > 0) {
+    // The init failed before we released it; its own report says why.
+    absl::Status own = WaitForSetup(ready_read.get(), config.id);
+    if (!own.ok()) status = Annotate(own, status.message());
+  }
   if (!status.ok()) {
     KillSandboxProcess(process).IgnoreError();
     return status;

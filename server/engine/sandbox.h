@@ -120,6 +120,10 @@ struct ExecOptions {
   // The command's own cgroup (Cgroup::OpenProcsFiles of its leaf): it joins
   // it before exec. Not owned; may be empty.
   std::vector<int> cgroup_procs_fds;
+  // Nonzero: run in the sandbox's spare with this pid (see PrepareSpare),
+  // which sits in the command's leaf already; cgroup_procs_fds must then be
+  // empty.
+  pid_t spare_pid = 0;
 };
 
 // The host side of one running command. All fds are non-blocking and
@@ -143,6 +147,19 @@ struct ExecChannel {
 // directory"; an init that does not answer gives UNAVAILABLE.
 absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
                                       const ExecOptions& options);
+
+// Has the init fork its spare: a process that joins the cgroup whose
+// cgroup.procs files are `cgroup_procs_fds` (not owned) ahead of time and
+// waits there for the next command started with its spare_pid. Joining a
+// cgroup may wait for an RCU grace period in the kernel (milliseconds on
+// an idle host); the spare does it off the exec path. Replaces a spare the
+// init may have. Returns the spare's pid inside the sandbox.
+absl::StatusOr<pid_t> PrepareSpare(const std::string& control_socket,
+                                   const std::vector<int>& cgroup_procs_fds);
+
+// True for the error of StartExec with spare_pid when the init has no such
+// spare (none prepared, replaced, or dead): start the command without it.
+bool IsNoSpare(const absl::Status& status);
 
 struct ExecExit {
   int wait_status = 0;     // as from waitpid(2)

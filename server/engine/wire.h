@@ -34,11 +34,23 @@ enum MsgType : uint32_t {
   kExec = 10,
   kSignal = 11,
   kPing = 12,
+  // sbxd -> init: fork the spare, a child that joins the cgroup leaf of the
+  // next command ahead of time (fds: that leaf's cgroup.procs files) and
+  // waits for it. Joining a cgroup can cost an RCU grace period on the
+  // host (milliseconds), which this takes off the exec path. A spare
+  // already there is replaced. Answered with kPrepared (pid) or
+  // kExecFailed.
+  kPrepare = 13,
   // init -> sbxd. kStarted: pid; fds: [pty master] in tty mode.
   kStarted = 20,
   kExecFailed = 21,
   kExited = 22,
   kPong = 23,
+  kPrepared = 24,
+  // init -> spare: run this command. Fields: pty name ("" without a
+  // terminal), then the kExec message. fds: [error pipe write end, stdin,
+  // stdout, stderr] (the last three not in tty mode).
+  kSpareRun = 30,
 };
 
 // Steps of a sandbox init's set-up, reported on the ready pipe with errno.
@@ -58,6 +70,8 @@ enum SetupStep : uint32_t {
   kStepScratch,
   kStepPivotRoot,
   kStepSignals,
+  kStepRootDir,
+  kStepBoundingSet,
   kStepCount,
 };
 const char* SetupStepName(uint32_t step);
@@ -81,6 +95,9 @@ enum ExecStep : uint32_t {
   kExecStepSeccomp,
   kExecStepCgroup,
   kExecStepLimits,
+  // spare_pid was given but the init has no such spare (never prepared,
+  // replaced, or dead): sbxd starts the command the ordinary way instead.
+  kExecStepSpare,
 };
 const char* ExecStepName(uint32_t step);
 
@@ -99,6 +116,11 @@ struct ExecRequest {
   int64_t timeout_ms = 0;
   int64_t fsize_bytes = 0, stack_bytes = 0, open_files = 0;  // 0: default
   uint32_t cgroup_fds = 0;
+  // Nonzero: run in the spare with this pid (see kPrepare), which is in its
+  // cgroup leaf already; cgroup_fds is then 0. Naming the spare keeps
+  // sbxd's idea of which leaf holds the command exact: if the init's spare
+  // is another one (or none), the exec fails with kExecStepSpare.
+  uint32_t spare_pid = 0;
   std::string cwd;
   std::vector<std::string> argv;
   std::vector<std::string> env;

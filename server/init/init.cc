@@ -94,6 +94,10 @@ struct ChildError {
 SeccompFilter g_seccomp_filter;
 int g_seccomp_build_error = 0;
 
+int LoadSyscallFilter() {
+  return g_seccomp_build_error != 0 ? g_seccomp_build_error : g_seccomp_filter.Load();
+}
+
 [[noreturn]] void ChildFail(int err_pipe, uint32_t step, int err) {
   ChildError e{step, err};
   ssize_t ignored = ::write(err_pipe, &e, sizeof(e));
@@ -132,12 +136,13 @@ int ApplyRlimits(const wire::ExecRequest& req) {
   return 0;
 }
 
-// Drops every capability for good: bounding set, ambient, and (via the uid
-// change or capset for root) the effective/permitted/inheritable sets.
+// Drops every capability for good: ambient, and (via the uid change or
+// capset for root) the effective/permitted/inheritable sets. The bounding
+// set is empty already (see RunSandboxInit).
 int DropPrivileges(uint32_t uid, uint32_t gid) {
-  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
-  }
+  // The init emptied the bounding set for every child; a child that still
+  // has one is not started.
+  if (::prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) != 0) return EPERM;
   if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
   gid_t groups[1] = {gid};
   if (::setgroups(1, groups) != 0) return errno;
@@ -151,19 +156,26 @@ int DropPrivileges(uint32_t uid, uint32_t gid) {
   return 0;
 }
 
-void ResetSignals() {
-  sigset_t all;
-  sigemptyset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+// Every disposition back to the default; done once by the init (which
+// handles no signal: it reads SIGCHLD from a signalfd), so that its
+// children inherit defaults and only have to clear the mask.
+void ResetDispositions() {
   struct sigaction sa = {};
   sa.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &sa, nullptr);
 }
 
-// Runs in the forked child; never returns.
+void ClearSignalMask() {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Runs in the forked child; never returns. `filtered`: the syscall filter
+// is in place already (a spare loads it while it waits).
 [[noreturn]] void ExecChild(const wire::ExecRequest& req, const int* stdio,
-                            const char* pty_name, int err_pipe) {
-  ResetSignals();
+                            const char* pty_name, int err_pipe, bool filtered) {
+  ClearSignalMask();
   // Join the command's own cgroup leaf first, so that everything it does,
   // from its first page on, is accounted there.
   const int* cgroup_fds = stdio + (req.tty ? 0 : 3);
@@ -203,9 +215,8 @@ void ResetSignals() {
     ChildFail(err_pipe, wire::kExecStepPrivileges, err);
   }
   // After no_new_privs (set by DropPrivileges), which an unprivileged filter needs.
-  if (int err = g_seccomp_build_error != 0 ? g_seccomp_build_error : g_seccomp_filter.Load();
-      err != 0) {
-    ChildFail(err_pipe, wire::kExecStepSeccomp, err);
+  if (!filtered) {
+    if (int err = LoadSyscallFilter(); err != 0) ChildFail(err_pipe, wire::kExecStepSeccomp, err);
   }
   std::vector<char*> argv;
   for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -218,6 +229,60 @@ void ResetSignals() {
   environ = envp.data();
   ::execvpe(argv[0], argv.data(), envp.data());
   ChildFail(err_pipe, wire::kExecStepExec, errno);
+}
+
+// ---- the spare ----------------------------------------------------------------
+//
+// A child forked ahead of time that has joined the next command's cgroup
+// leaf (and unshared its cgroup namespace there) and waits for the command.
+// Joining a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing,
+// which waits for an RCU grace period unless another move happened just
+// before: 5-10 ms on an idle host. The spare pays it off the exec path.
+
+// Runs in the forked spare; never returns. `sock` is its end of the
+// socketpair with the init; `cgroup_fds` the leaf's cgroup.procs files.
+[[noreturn]] void RunSpare(int sock, const int* cgroup_fds, size_t ncgroup) {
+  // A failure here is reported to the command it was meant for, as it would
+  // have been without a spare.
+  int setup_err = 0;
+  for (size_t i = 0; i < ncgroup && setup_err == 0; ++i) {
+    if (::write(cgroup_fds[i], "0", 1) != 1) setup_err = errno;
+  }
+  if (setup_err == 0 && ::unshare(CLONE_NEWCGROUP) != 0) setup_err = errno;
+  // The filter too, ahead of time: compiling it into the kernel takes a good
+  // part of a millisecond. It refuses none of the calls made from here to
+  // exec, and with the capabilities the spare still has (CAP_SYS_ADMIN in
+  // the sandbox's user namespace) it needs no no_new_privs yet; the command
+  // gets that before exec all the same.
+  int filter_err = setup_err == 0 ? LoadSyscallFilter() : 0;
+  // Nothing of the init's (its control socket, other commands' connections)
+  // stays open here.
+  CloseAllExcept({0, 1, 2, sock});
+  std::string msg;
+  int fds[wire::kMaxFds];
+  size_t nfds = 0;
+  ssize_t n;
+  do {
+    n = wire::Receive(sock, &msg, fds, &nfds);
+  } while (n == -EINTR);
+  // The init went away or replaced us: nothing to run.
+  if (n <= 0 || wire::TypeOf(msg) != wire::kSpareRun || nfds < 1) ::_exit(0);
+  const int err_pipe = fds[0];
+  if (setup_err != 0) ChildFail(err_pipe, wire::kExecStepCgroup, setup_err);
+  if (filter_err != 0) ChildFail(err_pipe, wire::kExecStepSeccomp, filter_err);
+  wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
+  std::string pty_name, exec_msg;
+  wire::ExecRequest req;
+  if (!in.Str(&pty_name) || !in.Str(&exec_msg) || !in.done()) {
+    ChildFail(err_pipe, wire::kExecStepSpare, EPROTO);
+  }
+  wire::Reader exec_in(exec_msg.data() + sizeof(uint32_t), exec_msg.size() - sizeof(uint32_t));
+  if (exec_msg.size() < sizeof(uint32_t) || !wire::DecodeExec(exec_in, &req) ||
+      req.cgroup_fds != 0 || nfds != 1u + (req.tty ? 0u : 3u)) {
+    ChildFail(err_pipe, wire::kExecStepSpare, EPROTO);
+  }
+  ::close(sock);
+  ExecChild(req, fds + 1, req.tty ? pty_name.c_str() : nullptr, err_pipe, /*filtered=*/true);
 }
 
 struct Exec {
@@ -242,13 +307,89 @@ class Server {
   void EnforceDeadlines();
   int NextTimeoutMs() const;
   void SendFailure(int conn, uint32_t step, int err);
+  void PrepareSpare(int conn, int* fds, size_t nfds);
+  void DropSpare();
+  // Hands the command to the spare `expected`: 0 and its pid, or ESRCH
+  // when there is no such spare.
+  int RunInSpare(pid_t expected, const std::string& msg, const char* pty_name, int err_pipe,
+                 const int* stdio, pid_t* pid);
 
   int control_;
   int epoll_ = -1;
   int sigfd_ = -1;
   std::map<int, std::unique_ptr<Exec>> by_conn_;  // conn fd -> exec (pid 0: none yet)
   std::map<pid_t, Exec*> by_pid_;
+  pid_t spare_pid_ = 0;  // 0: no spare
+  int spare_sock_ = -1;
 };
+
+void Server::DropSpare() {
+  if (spare_pid_ == 0) return;
+  // Closing its socket ends its wait; the kill covers a spare still joining.
+  ::kill(spare_pid_, SIGKILL);
+  ::close(spare_sock_);
+  spare_pid_ = 0;
+  spare_sock_ = -1;
+}
+
+void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
+  DropSpare();
+  int pair[2] = {-1, -1};
+  int err = 0;
+  pid_t pid = -1;
+  if (nfds == 0) {
+    err = EPROTO;
+  } else if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    err = errno;
+  } else {
+    pid = ::fork();
+    if (pid == 0) {
+      ::close(pair[0]);
+      RunSpare(pair[1], fds, nfds);
+    }
+    if (pid < 0) err = errno;
+    ::close(pair[1]);
+  }
+  for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+  if (err != 0) {
+    if (pair[0] >= 0) ::close(pair[0]);
+    SendFailure(conn, wire::kExecStepFork, err);
+    CloseConn(conn);
+    return;
+  }
+  spare_pid_ = pid;
+  spare_sock_ = pair[0];
+  wire::Writer w(wire::kPrepared);
+  w.U32(static_cast<uint32_t>(pid));
+  wire::Send(conn, w.data());
+  CloseConn(conn);
+}
+
+int Server::RunInSpare(pid_t expected, const std::string& msg, const char* pty_name,
+                       int err_pipe, const int* stdio, pid_t* pid) {
+  if (spare_pid_ == 0 || spare_pid_ != expected) return ESRCH;
+  wire::Writer w(wire::kSpareRun);
+  w.Str(pty_name != nullptr ? pty_name : "").Str(msg);
+  int fds[4] = {err_pipe, -1, -1, -1};
+  size_t nfds = 1;
+  if (pty_name == nullptr) {
+    for (int i = 0; i < 3; ++i) fds[nfds++] = stdio[i];
+  }
+  const int err = wire::Send(spare_sock_, w.data(), fds, nfds);
+  // Used or dead: either way it is nobody's spare any more. A spare that
+  // dies before it reads the request closes the error pipe with it, and its
+  // exit is then reported as the command's.
+  const pid_t spare = spare_pid_;
+  ::close(spare_sock_);
+  spare_pid_ = 0;
+  spare_sock_ = -1;
+  if (err != 0) {
+    ::kill(spare, SIGKILL);
+    return ESRCH;
+  }
+  *pid = spare;
+  return 0;
+}
 
 void Server::Accept() {
   for (;;) {
@@ -293,7 +434,8 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
   wire::ExecRequest req;
   wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
   bool ok = exec->pid == 0 && wire::DecodeExec(in, &req) && !req.argv.empty() &&
-            nfds == (req.tty ? 0u : 3u) + req.cgroup_fds;
+            nfds == (req.tty ? 0u : 3u) + req.cgroup_fds &&
+            !(req.spare_pid != 0 && req.cgroup_fds != 0);
   if (!ok) {
     for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
     SendFailure(conn, wire::kExecStepExec, EPROTO);
@@ -324,18 +466,27 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
     return;
   }
   int64_t started = NowUs();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(err_pipe[0]);
-    ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1]);
+  pid_t pid = -1;
+  int start_err = 0;
+  uint32_t start_step = wire::kExecStepFork;
+  if (req.spare_pid != 0) {
+    start_step = wire::kExecStepSpare;
+    start_err = RunInSpare(static_cast<pid_t>(req.spare_pid), msg, req.tty ? pty_name : nullptr,
+                           err_pipe[1], fds, &pid);
+  } else {
+    pid = ::fork();
+    if (pid == 0) {
+      ::close(err_pipe[0]);
+      ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false);
+    }
+    if (pid < 0) start_err = errno;
   }
-  int fork_err = errno;
   ::close(err_pipe[1]);
   for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
-  if (pid < 0) {
+  if (start_err != 0) {
     ::close(err_pipe[0]);
     if (master >= 0) ::close(master);
-    SendFailure(conn, wire::kExecStepFork, fork_err);
+    SendFailure(conn, start_step, start_err);
     CloseConn(conn);
     return;
   }
@@ -391,6 +542,12 @@ void Server::OnConnReadable(int conn) {
     case wire::kPing:
       wire::Send(conn, wire::Writer(wire::kPong).data());
       break;
+    case wire::kPrepare:
+      if (exec->pid == 0) {
+        PrepareSpare(conn, fds, nfds);
+        return;
+      }
+      break;
     default:
       break;
   }
@@ -406,8 +563,14 @@ void Server::ReapChildren() {
     struct rusage ru;
     pid_t pid = ::wait4(-1, &status, WNOHANG, &ru);
     if (pid <= 0) return;
+    if (pid == spare_pid_) {  // died waiting (killed, or could not join its leaf)
+      ::close(spare_sock_);
+      spare_pid_ = 0;
+      spare_sock_ = -1;
+      continue;
+    }
     auto it = by_pid_.find(pid);
-    if (it == by_pid_.end()) continue;  // an orphan re-parented to us
+    if (it == by_pid_.end()) continue;  // an orphan re-parented to us, or an old spare
     Exec* exec = it->second;
     by_pid_.erase(it);
     if (exec->conn < 0) {
@@ -488,15 +651,14 @@ void Server::Run() {
 }
 
 [[noreturn]] void RunSandboxInit(const wire::SpawnRequest& request, const InitFds& in_fds) {
-  // The spawner auto-reaps its children; this init must see its own.
-  struct sigaction sa = {};
-  sa.sa_handler = SIG_DFL;
-  ::sigaction(SIGCHLD, &sa, nullptr);
+  // The spawner auto-reaps its children (SIGCHLD ignored); this init must
+  // see its own, and its commands must start with default dispositions.
+  ResetDispositions();
   InitFds fds = in_fds;
   // Open the mount point now, in our new mount namespace, while our
   // credentials are still host root's (sbxd's directories are 0700 root).
   fds.root_dir = ::open(request.root_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fds.root_dir < 0) FailSetup(fds.ready, wire::kStepRootfs, errno);
+  if (fds.root_dir < 0) FailSetup(fds.ready, wire::kStepRootDir, errno);
   CloseAllExcept({fds.control, fds.sync, fds.ready, fds.root_dir});
   const int ready = fds.ready;
   // Occupy 0-2 so that no later descriptor lands there by accident.
@@ -529,6 +691,13 @@ void Server::Run() {
   }
   ::close(fds.root_dir);
   g_seccomp_build_error = SeccompFilter::Build(&g_seccomp_filter);
+  // The init never execs, so its bounding set only matters to the commands
+  // it forks: emptied once here rather than in every command.
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+      FailSetup(ready, wire::kStepBoundingSet, errno);
+    }
+  }
   // No one inside may ptrace or read the init (/proc/1/environ, /proc/1/exe).
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   sigset_t mask;

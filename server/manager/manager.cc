@@ -1,5 +1,7 @@
 #include "server/manager/manager.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -97,6 +99,20 @@ absl::Status Manager::Init() {
     return Annotate(s, "default limits");
   }
   RETURN_IF_ERROR(MakeDir(options_.state_dir, /*exist_ok=*/true));
+  // One sbxd per state directory: a second one would take the first's
+  // sandboxes for leftovers of a crash and tear them down. The lock goes
+  // with the process, however it ends.
+  const std::string lock_path = options_.state_dir + "/sbxd.lock";
+  state_lock_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!state_lock_) return ErrnoStatus(errno, absl::StrCat("opening ", lock_path));
+  if (::flock(state_lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another sbxd uses the state directory ", options_.state_dir, " (", lock_path,
+          " is locked)"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("locking ", lock_path));
+  }
   RETURN_IF_ERROR(MakeDir(sandboxes_dir_, /*exist_ok=*/true));
 
   absl::StatusOr<std::unique_ptr<engine::CgroupManager>> cgroups =
@@ -113,8 +129,12 @@ absl::Status Manager::Init() {
 
   RETURN_IF_ERROR(StartWatcher());
   Recover();
-  StartPool();
   return absl::OkStatus();
+}
+
+void Manager::StartBackgroundWork() {
+  StartWorker();
+  StartPool();
 }
 
 Manager::~Manager() { Shutdown(); }
@@ -122,6 +142,7 @@ Manager::~Manager() { Shutdown(); }
 void Manager::Shutdown() {
   if (stopping_.exchange(true)) return;
   StopPool();
+  StopWorker();
   WakeWatcher();
   if (watcher_.joinable()) watcher_.join();
   // Sandboxes outlive sbxd; with none left, its parent cgroup goes too.
@@ -157,6 +178,7 @@ PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& 
 
 // ---- create -----------------------------------------------------------------
 
+
 absl::StatusOr<SandboxInfo> Manager::CreateSandbox(const CreateParams& params) {
   RETURN_IF_ERROR(ValidateCreateParams(params, host_));
   const engine::Limits limits = WithDefaults(params.limits, options_);
@@ -181,6 +203,7 @@ absl::StatusOr<SandboxInfo> Manager::CreateSandbox(const CreateParams& params) {
              record->id, absl::FormatDuration(absl::Now() - start), record->pid,
              *limits.memory_bytes, *limits.cpus, *limits.pids);
   if (record->expires_at) WakeWatcher();  // the next expiry may be sooner now
+  ScheduleSpare(record);
   return Snapshot(record, /*with_usage=*/false);
 }
 
@@ -252,6 +275,14 @@ absl::Status Manager::Build(Record& record) {
   state.start_time = record.process.start_time;
   RETURN_IF_ERROR(Annotate(WriteStateFile(record.dir, state), "saving its state"));
 
+  // A pooled sandbox is handed out with its spare ready; the others get
+  // theirs in the background, off the caller's path.
+  if (record.pooled) {
+    if (absl::Status s = PrepareSpareLocked(record); !s.ok()) {
+      Log().warn("sandbox {}: no spare process: {}", record.id, s.ToString());
+    }
+  }
+
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Annotate(WatchLocked(record), "watching its init"));
   record.pid = record.process.pid;
@@ -275,6 +306,21 @@ void Manager::Unreserve(const std::shared_ptr<Record>& record) {
 
 absl::Status Manager::TearDown(Record& record) {
   StatusCollector errors;
+  errors.Add(StopProcesses(record));
+  // The spare's leaf is part of the cgroup removed below.
+  record.spare_leaf.reset();
+  record.spare_pid = 0;
+  if (record.cgroup) {
+    absl::Status removed = RemoveCgroup(*record.cgroup);
+    errors.Add(removed);
+    if (removed.ok()) record.cgroup.reset();
+  }
+  errors.Add(RemoveTree(record.dir));
+  return errors.Get("tearing down");
+}
+
+absl::Status Manager::StopProcesses(Record& record) {
+  StatusCollector errors;
   Unwatch(record);
   if (record.process.pidfd.valid()) {
     absl::Status killed = engine::KillSandboxProcess(record.process);
@@ -289,18 +335,13 @@ absl::Status Manager::TearDown(Record& record) {
     engine::ReapSandboxProcess(record.process);  // if it is our child
     record.process = engine::SandboxProcess();
   }
-  if (record.cgroup) {
-    // Normally empty by now; this catches anything that is not.
-    absl::Status killed = record.cgroup->KillAll(options_.kill_timeout_ms);
-    errors.Add(Annotate(killed, "killing its processes"));
-    if (killed.ok()) {
-      absl::Status removed = record.cgroup->Remove();
-      errors.Add(Annotate(removed, "removing its cgroup"));
-      if (removed.ok()) record.cgroup.reset();
-    }
-  }
-  errors.Add(RemoveTree(record.dir));
-  return errors.Get("tearing down");
+  return errors.Get("stopping its processes");
+}
+
+absl::Status Manager::RemoveCgroup(engine::Cgroup& cgroup) {
+  // Normally empty by now; this catches anything that is not.
+  RETURN_IF_ERROR(Annotate(cgroup.KillAll(options_.kill_timeout_ms), "killing its processes"));
+  return Annotate(cgroup.Remove(), "removing its cgroup");
 }
 
 // ---- destroy ------------------------------------------------------------------
@@ -334,18 +375,39 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
     record->state = SandboxState::kDestroying;
   }
 
+  // Once its init is gone, so is every process of the sandbox: Destroy
+  // returns then. Removing its cgroups and files is left to the worker,
+  // because on cgroup v1 an rmdir can wait milliseconds for the cgroup
+  // mutex; the sandbox's uid range stays taken until that is done.
   absl::Status status;
+  std::unique_ptr<engine::Cgroup> cgroup;
   {
     absl::MutexLock op_lock(&record->op_mu);
-    status = TearDown(*record);
+    status = StopProcesses(*record);
+    if (status.ok()) {
+      record->spare_leaf.reset();
+      record->spare_pid = 0;
+      cgroup = std::move(record->cgroup);
+    }
   }
 
   absl::MutexLock lock(&mu_);
   if (status.ok()) {
     registry_.erase(id);
-    used_slots_.erase(record->slot);
-    pool_wake_.Signal();  // room for the pool again, if it was full
     Log().info("sandbox {}: destroyed", id);
+    Defer([this, id, dir = record->dir, slot = record->slot,
+           cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup))] {
+      // Files first: once the cgroups are gone, nothing of it is left.
+      StatusCollector errors;
+      errors.Add(RemoveTree(dir));
+      if (cgroup) errors.Add(RemoveCgroup(*cgroup));
+      absl::Status removed = errors.Get("removing what it left");
+      // A cgroup that could not be removed is cleaned up at the next start.
+      if (!removed.ok()) Log().error("sandbox {}: {}", id, removed.ToString());
+      absl::MutexLock lock(&mu_);
+      used_slots_.erase(slot);
+      pool_wake_.Signal();  // room for the pool again, if it was full
+    });
   } else {
     // Keep it, so that a retry can finish the job.
     record->state = SandboxState::kDead;
@@ -385,6 +447,15 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record, bool with_u
       absl::StatusOr<engine::Usage> usage = record->cgroup->GetUsage();
       if (usage.ok()) {
         info.usage = *usage;
+        // The spare is sbx's, not the caller's (it exists only while the
+        // sandbox has no command running in it, or runs the next command).
+        if (record->spare_leaf) {
+          absl::StatusOr<std::vector<pid_t>> spare = record->spare_leaf->Processes();
+          if (spare.ok()) {
+            info.usage->pids = std::max<int64_t>(
+                0, info.usage->pids - static_cast<int64_t>(spare->size()));
+          }
+        }
         // v2 counts the leaves' kills in the sandbox's own counter, v1 does not.
         info.usage->oom_kills = std::max(info.usage->oom_kills, leaf_oom_kills);
       } else {
@@ -527,6 +598,7 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& tenant, const 
 
 // ---- exec ---------------------------------------------------------------------
 
+
 void Manager::NoteCommandOomKills(const std::string& id, int64_t kills) {
   if (kills <= 0) return;
   absl::MutexLock lock(&mu_);
@@ -548,36 +620,74 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
     env = record->env;
   }
   ASSIGN_OR_RETURN(engine::ExecOptions options, BuildExecOptions(id, env, params));
-  // The command's own cgroup leaf, with its own limits.
-  std::unique_ptr<engine::Cgroup> leaf;
-  std::vector<UniqueFd> procs_files;
+  engine::Limits leaf_limits;
+  leaf_limits.memory_bytes = params.limits.memory_bytes;
+  leaf_limits.pids = params.limits.pids;
+  const std::string control_socket = engine::ControlSocketPath(dir);
+  // The command's own cgroup leaf, with its own limits: the spare's, whose
+  // process is in it already, or a new one that the command joins.
+  std::unique_ptr<engine::Cgroup> spare_leaf;
   {
     absl::MutexLock op_lock(&record->op_mu);
     if (!record->cgroup) {
       return absl::FailedPreconditionError(absl::StrCat("sandbox ", id, " is being torn down"));
     }
-    ASSIGN_OR_RETURN(leaf, record->cgroup->CreateSub(absl::StrCat(
-                               "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
+    spare_leaf = std::move(record->spare_leaf);
+    options.spare_pid = record->spare_pid;
+    record->spare_pid = 0;
   }
-  engine::Limits leaf_limits;
-  leaf_limits.memory_bytes = params.limits.memory_bytes;
-  leaf_limits.pids = params.limits.pids;
-  absl::Status prepared = leaf->SetLimits(leaf_limits);
-  if (prepared.ok()) {
-    absl::StatusOr<std::vector<UniqueFd>> files = leaf->OpenProcsFiles();
-    if (files.ok()) procs_files = std::move(*files);
-    prepared = files.status();
+  const bool had_spare = spare_leaf != nullptr;
+  absl::StatusOr<engine::ExecChannel> channel = absl::UnavailableError("no spare");
+  if (had_spare) {
+    absl::Status limited = spare_leaf->SetLimits(leaf_limits);
+    if (!limited.ok()) {
+      spare_leaf->Remove().IgnoreError();
+      return Annotate(limited, "preparing the command's cgroup");
+    }
+    channel = engine::StartExec(control_socket, options);
+    if (channel.ok()) {
+      channel->cgroup = std::move(spare_leaf);
+    } else {
+      // Whatever the reason, that spare is gone (or was never ours).
+      RemoveCommandLeaf(id, std::move(spare_leaf), /*kill_rest=*/true);
+    }
+    options.spare_pid = 0;
   }
-  if (!prepared.ok()) {
-    leaf->Remove().IgnoreError();
-    return Annotate(prepared, "preparing the command's cgroup");
+  if (!had_spare || (!channel.ok() && engine::IsNoSpare(channel.status()))) {
+    std::unique_ptr<engine::Cgroup> leaf;
+    {
+      absl::MutexLock op_lock(&record->op_mu);
+      if (!record->cgroup) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("sandbox ", id, " is being torn down"));
+      }
+      ASSIGN_OR_RETURN(leaf, record->cgroup->CreateSub(absl::StrCat(
+                                 "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
+    }
+    std::vector<UniqueFd> procs_files;
+    absl::Status prepared = leaf->SetLimits(leaf_limits);
+    if (prepared.ok()) {
+      absl::StatusOr<std::vector<UniqueFd>> files = leaf->OpenProcsFiles();
+      if (files.ok()) procs_files = std::move(*files);
+      prepared = files.status();
+    }
+    if (!prepared.ok()) {
+      leaf->Remove().IgnoreError();
+      return Annotate(prepared, "preparing the command's cgroup");
+    }
+    for (const UniqueFd& fd : procs_files) options.cgroup_procs_fds.push_back(fd.get());
+    channel = engine::StartExec(control_socket, options);
+    if (channel.ok()) {
+      channel->cgroup = std::move(leaf);
+    } else {
+      leaf->Remove().IgnoreError();
+    }
   }
-  for (const UniqueFd& fd : procs_files) options.cgroup_procs_fds.push_back(fd.get());
-  absl::StatusOr<engine::ExecChannel> channel =
-      engine::StartExec(engine::ControlSocketPath(dir), options);
-  if (!channel.ok()) leaf->Remove().IgnoreError();
-  if (channel.ok()) channel->cgroup = std::move(leaf);
   if (!channel.ok()) {
+    // A spare that failed to start the command is gone too. Otherwise the
+    // next spare is made when this command ends (CommandEnded), so that it
+    // does not take one of the sandbox's pids while the command runs.
+    ScheduleSpare(record);
     Log().debug("sandbox {}: exec {} failed: {}", id, options.argv[0],
                 channel.status().ToString());
     return channel.status();

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,6 +50,12 @@ class Manager {
   // recovers the sandboxes a previous sbxd left (cleaning up whatever is
   // inconsistent) and starts the watcher thread.
   static absl::StatusOr<std::unique_ptr<Manager>> Create(const ManagerOptions& options);
+
+  // Starts the threads that build sandboxes ahead of time: spare processes
+  // and the warm pool. Separate from Create because they create files and
+  // directories, which must not happen while the caller has the process
+  // umask changed (sbxd narrows it to bind its socket). Call once.
+  void StartBackgroundWork();
 
   // Stops the watcher; leaves the sandboxes running.
   ~Manager();
@@ -103,6 +110,15 @@ class Manager {
   // sandbox's count (see Record::leaf_oom_kills). Unknown ids are ignored.
   void NoteCommandOomKills(const std::string& id, int64_t kills);
 
+  // A command of the sandbox ended (exited, or its stream went away): its
+  // cgroup leaf is removed and the sandbox gets its next spare process, both
+  // in the background (see StartWorker). A leaf that still holds processes
+  // (the command left some in the background) stays for the sandbox's
+  // removal, unless `kill_rest`: then they are killed and the removal
+  // retried until the leaf is empty.
+  void CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
+                    bool kill_rest);
+
   // Stops the watcher thread and, when no sandbox is left, removes the
   // (then empty) parent cgroup. Sandboxes keep running. Idempotent.
   void Shutdown();
@@ -125,6 +141,11 @@ class Manager {
   // Kills what is in the record's cgroup and removes it and the directory;
   // every step is attempted. REQUIRES: record.op_mu held.
   absl::Status TearDown(Record& record);
+  // The first half of TearDown: kills the init and waits until it (and with
+  // it every process in the sandbox) is gone. REQUIRES: record.op_mu held.
+  absl::Status StopProcesses(Record& record);
+  // Kills what is left in a sandbox's cgroup and removes it.
+  absl::Status RemoveCgroup(engine::Cgroup& cgroup);
 
   SandboxInfo Snapshot(const std::shared_ptr<Record>& record, bool with_usage = true);
   // Sandboxes that belong to callers (all but the pool's).
@@ -155,6 +176,41 @@ class Manager {
                                       const CreateParams& params, const engine::Limits& limits);
   // Destroys a sandbox that no caller has seen (pooled, or failed hand-out).
   void DiscardUnowned(const std::shared_ptr<Record>& record);
+
+  // The worker thread (worker.cc) runs cgroup work that no caller should
+  // wait for: on cgroup v1, mkdir and rmdir wait for the cgroup mutex, which
+  // a process being moved between cgroups holds for an RCU grace period.
+  void StartWorker();
+  // Runs what is left once (due or not) and stops; later tasks run inline.
+  void StopWorker();
+  void WorkerLoop();
+  // Runs `task` on the worker thread at `when` or later.
+  void Defer(std::function<void()> task, absl::Time when = absl::InfinitePast());
+  struct LeafRemoval;
+  void RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
+                         bool kill_rest);
+  void RemoveLeafAttempt(const std::shared_ptr<LeafRemoval>& removal);
+
+  // Spare processes (worker.cc): each running sandbox keeps one in the
+  // cgroup leaf of its next command. Gives the sandbox a spare, on the
+  // worker, if it has none.
+  void ScheduleSpare(const std::shared_ptr<Record>& record,
+                     absl::Duration delay = absl::ZeroDuration());
+  // Creates the leaf and has the init fork the spare into it; OK when the
+  // sandbox has a spare already. REQUIRES: record.op_mu held.
+  absl::Status PrepareSpareLocked(Record& record);
+  // ScheduleSpare's task.
+  void MakeSpareFor(const std::shared_ptr<Record>& record);
+  struct Spare {
+    std::unique_ptr<engine::Cgroup> leaf;
+    pid_t pid = 0;  // inside the sandbox
+  };
+  // A new leaf below `sandbox_cgroup` and the init (of the sandbox in
+  // `dir`) forking its spare into it.
+  absl::StatusOr<Spare> MakeSpare(engine::Cgroup& sandbox_cgroup, const std::string& dir);
+  // At start-up: adopts the spare a previous sbxd left in the sandbox, if
+  // any (its only sbx-init process in a command leaf). REQUIRES: op_mu held.
+  void AdoptSpareLocked(Record& record);
 
   // Recovery (recovery.cc).
   void Recover();
@@ -195,6 +251,14 @@ class Manager {
   std::thread pool_filler_;
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
 
+  // The worker's tasks by due time (FIFO among equal times).
+  absl::Mutex work_mu_;
+  absl::CondVar work_wake_;  // a task queued, or stop
+  std::multimap<absl::Time, std::function<void()>> work_ ABSL_GUARDED_BY(work_mu_);
+  bool work_stop_ ABSL_GUARDED_BY(work_mu_) = false;
+  std::thread worker_;
+
+  UniqueFd state_lock_;  // flock'ed: one sbxd per state directory
   UniqueFd epoll_fd_;
   UniqueFd wake_fd_;  // eventfd; epoll token 0
   std::atomic<bool> stopping_{false};

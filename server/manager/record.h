@@ -50,6 +50,10 @@ struct Manager::Record {
   absl::Mutex op_mu;
   std::unique_ptr<engine::Cgroup> cgroup ABSL_GUARDED_BY(op_mu);
   engine::SandboxProcess process ABSL_GUARDED_BY(op_mu);
+  // The leaf (below `cgroup`) where the init's spare process waits for the
+  // next command; null when there is none. See engine::PrepareSpare.
+  std::unique_ptr<engine::Cgroup> spare_leaf ABSL_GUARDED_BY(op_mu);
+  pid_t spare_pid ABSL_GUARDED_BY(op_mu) = 0;  // inside the sandbox
 };
 
 // Removes a directory tree; a missing one is not an error.

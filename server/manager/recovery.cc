@@ -5,6 +5,9 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,32 @@ namespace sbx::manager {
 namespace {
 
 constexpr int kPingTimeoutMs = 1000;
+
+struct ProcStatus {
+  std::string comm;
+  pid_t ppid = 0;
+  pid_t ns_pid = 0;  // in the innermost pid namespace
+};
+
+std::optional<ProcStatus> ReadProcStatus(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  if (!in) return std::nullopt;
+  ProcStatus status;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string key;
+    fields >> key;
+    if (key == "Name:") {
+      fields >> status.comm;
+    } else if (key == "PPid:") {
+      fields >> status.ppid;
+    } else if (key == "NSpid:") {
+      for (pid_t v; fields >> v;) status.ns_pid = v;
+    }
+  }
+  return status;
+}
 
 }  // namespace
 
@@ -105,6 +134,7 @@ void Manager::RecoverDir(const std::string& name) {
   absl::MutexLock op_lock(&record->op_mu);
   record->cgroup = std::move(*cgroup);
   record->process = std::move(*process);
+  AdoptSpareLocked(*record);
   absl::MutexLock lock(&mu_);
   if (absl::Status s = WatchLocked(*record); !s.ok()) {
     // Keep it: it works, only its death would go unnoticed until Destroy.
@@ -115,6 +145,30 @@ void Manager::RecoverDir(const std::string& name) {
   used_slots_.insert(record->slot);
   registry_[record->id] = record;
   Log().info("sandbox {}: re-attached (init pid {})", name, record->pid);
+}
+
+void Manager::AdoptSpareLocked(Record& record) {
+  const std::vector<std::string> paths = record.cgroup->Paths();
+  if (paths.empty()) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(paths[0], ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || name.empty() || name[0] != 'x') continue;
+    absl::StatusOr<std::unique_ptr<engine::Cgroup>> leaf = record.cgroup->CreateSub(name);
+    if (!leaf.ok()) continue;
+    absl::StatusOr<std::vector<pid_t>> pids = (*leaf)->Processes();
+    if (!pids.ok() || pids->size() != 1) continue;
+    // The spare: the init's child, still sbx-init (a command has exec'd).
+    std::optional<ProcStatus> status = ReadProcStatus((*pids)[0]);
+    if (!status || status->ppid != record.process.pid || status->comm != "sbx-init" ||
+        status->ns_pid <= 0) {
+      continue;
+    }
+    record.spare_leaf = std::move(*leaf);
+    record.spare_pid = status->ns_pid;
+    Log().debug("sandbox {}: adopted spare pid {} in {}", record.id, record.spare_pid, name);
+    return;
+  }
 }
 
 void Manager::CleanUpOrphan(const std::string& name, const std::string& why) {

@@ -72,13 +72,14 @@ TEST_F(CrashTest, SigkillDuringConcurrentCreatesLeavesUsableOrNothing) {
   for (const auto& name : StateDirs()) {
     EXPECT_EQ(listed.count(name), 1u) << "state dir of an unlisted sandbox: " << name;
   }
-  // Every process in the daemon's uid range belongs to a listed sandbox.
-  std::set<pid_t> owned;
-  for (const auto& id : listed) {
-    for (pid_t pid : SandboxProcesses(id)) owned.insert(pid);
-  }
+  // Every process in the daemon's uid range belongs to a listed sandbox
+  // (looked at afresh each time: sandboxes make new spares after commands).
   EXPECT_TRUE(WaitFor(
       [&] {
+        std::set<pid_t> owned;
+        for (const auto& id : listed) {
+          for (pid_t pid : SandboxProcesses(id)) owned.insert(pid);
+        }
         for (pid_t pid : ProcessesInUidRange()) {
           if (owned.count(pid) == 0) return false;
         }

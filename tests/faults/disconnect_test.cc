@@ -30,8 +30,9 @@ class DisconnectFixture : public FaultTest {
   void ExpectRecovered(const std::string& id) {
     EXPECT_TRUE(WaitFor([&] { return CommandLeaves(id).empty(); }, seconds(5)))
         << CommandLeaves(id).size() << " command leaves left, e.g. " << CommandLeaves(id)[0];
-    EXPECT_TRUE(WaitFor([&] { return SandboxProcesses(id).size() == 1; }, seconds(5)))
-        << SandboxProcesses(id).size() << " processes in the sandbox (want only its init)";
+    EXPECT_TRUE(WaitFor([&] { return SandboxProcesses(id, /*spare=*/false).size() == 1; },
+                        seconds(5)))
+        << SandboxProcesses(id, false).size() << " processes in the sandbox (want its init)";
     const auto t0 = std::chrono::steady_clock::now();
     ExecResult r = RunExec(stub(), MakeStart(id, {"echo", "ok"}), "", seconds(5));
     EXPECT_TRUE(r.Ok()) << r.Describe();

@@ -31,7 +31,8 @@ class DiskFullTest : public FaultTest {
     if (HasFailure()) std::cerr << "---- sbxd log (tail) ----\n" << daemon_.LogTail(6000) << "\n";
     if (daemon_.running()) {
       for (const auto& id : ListIds(stub())) Destroy(stub(), id);
-      EXPECT_TRUE(StateDirs().empty()) << "state left on the tmpfs";
+      EXPECT_TRUE(WaitFor([&] { return StateDirs().empty(); }, seconds(5)))
+          << "state left on the tmpfs";
       EXPECT_TRUE(daemon_.Terminate());
     }
     if (mounted_) {

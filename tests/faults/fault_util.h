@@ -47,20 +47,27 @@ class FaultTest : public ::testing::Test {
     }
     return true;
   }
-  // Processes in the sandbox's cgroups (recursive, each pid once).
-  std::vector<pid_t> SandboxProcesses(const std::string& id) const {
+  // Processes in the sandbox's cgroups (recursive, each pid once); with
+  // `spare` false, without the sandbox's spare (docs/architecture.md).
+  std::vector<pid_t> SandboxProcesses(const std::string& id, bool spare = true) const {
     std::set<pid_t> pids;
     for (const auto& dir : SandboxCgroupDirs(id)) {
       for (pid_t pid : CgroupProcsRecursive(dir)) pids.insert(pid);
+      if (spare) continue;
+      for (const auto& leaf : ListSubdirs(dir)) {
+        if (leaf != "init" && IsSpareLeaf(dir + "/" + leaf)) {
+          for (pid_t pid : CgroupProcsRecursive(dir + "/" + leaf)) pids.erase(pid);
+        }
+      }
     }
     return {pids.begin(), pids.end()};
   }
-  // Command leaves (every child cgroup but the init's) of a sandbox.
+  // Command leaves (every child cgroup but the init's and the spare's).
   std::vector<std::string> CommandLeaves(const std::string& id) const {
     std::vector<std::string> out;
     for (const auto& dir : SandboxCgroupDirs(id)) {
       for (const auto& leaf : ListSubdirs(dir)) {
-        if (leaf != "init") out.push_back(dir + "/" + leaf);
+        if (leaf != "init" && !IsSpareLeaf(dir + "/" + leaf)) out.push_back(dir + "/" + leaf);
       }
     }
     return out;
@@ -83,9 +90,11 @@ class FaultTest : public ::testing::Test {
   }
   // Checks that nothing of `id` is left: no cgroup, no state entry.
   void ExpectNothingLeftOf(const std::string& id) {
+    // Destroy returns once the processes are gone; cgroups and files follow.
     EXPECT_TRUE(WaitFor([&] { return CgroupGone(id); }, seconds(5)))
         << "cgroup of " << id << " left";
-    EXPECT_TRUE(daemon_.StateEntriesFor(id).empty()) << "state of " << id << " left";
+    EXPECT_TRUE(WaitFor([&] { return daemon_.StateEntriesFor(id).empty(); }, seconds(5)))
+        << "state of " << id << " left";
   }
   // Checks that the daemon holds nothing at all.
   void ExpectNothingLeft() {
@@ -94,7 +103,8 @@ class FaultTest : public ::testing::Test {
     EXPECT_TRUE(daemon_.CgroupProcesses().empty());
     EXPECT_TRUE(WaitFor([&] { return ProcessesInUidRange().empty(); }, seconds(5)))
         << ProcessesInUidRange().size() << " sandbox processes left";
-    EXPECT_TRUE(StateDirs().empty()) << StateDirs().size() << " state dirs left";
+    EXPECT_TRUE(WaitFor([&] { return StateDirs().empty(); }, seconds(5)))
+        << StateDirs().size() << " state dirs left";
   }
 
   Daemon daemon_;

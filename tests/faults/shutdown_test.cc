@@ -126,8 +126,9 @@ TEST_F(ShutdownTest, CommandLongerThanGraceIsCutOff) {
   // The cut-off command does not outlive the daemon.
   EXPECT_TRUE(WaitFor([&] { return CommandLeaves(sb.id()).empty(); }, seconds(3)))
       << CommandLeaves(sb.id()).size() << " command leaves left";
-  EXPECT_TRUE(WaitFor([&] { return SandboxProcesses(sb.id()).size() == 1; }, seconds(3)))
-      << SandboxProcesses(sb.id()).size() << " processes in the sandbox";
+  EXPECT_TRUE(WaitFor([&] { return SandboxProcesses(sb.id(), /*spare=*/false).size() == 1; },
+                      seconds(3)))
+      << SandboxProcesses(sb.id(), false).size() << " processes in the sandbox";
   ExpectSurvivesRestart(sb.id());
 }
 

@@ -73,6 +73,15 @@ TEST_F(LifecycleTest, DestroyLeavesNothing) {
       << "init " << init_pid << " still alive after Destroy";
   EXPECT_TRUE(WaitFor([&] { return ProcessesWithUidRange(range_lo).empty(); }, seconds(3)))
       << "processes of the sandbox's uid range remain";
+  // Destroy returns once every process is gone; its cgroups and files follow.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const auto& child : daemon().CgroupChildren()) {
+          if (child.find(id) != std::string::npos) return false;
+        }
+        return !PathExists(daemon().state_dir() + "/sandboxes/" + id);
+      },
+      seconds(5)));
   for (const auto& dir : daemon().CgroupParentDirs()) {
     for (const auto& child : ListSubdirs(dir)) {
       EXPECT_EQ(child.find(id), std::string::npos) << "cgroup left: " << dir << "/" << child;
@@ -239,7 +248,8 @@ TEST_F(BadRequestTest, BadLimitsAreRejectedAndCreateNothing) {
     EXPECT_FALSE(s.error_message().empty()) << c.name;
     if (s.ok()) Destroy(stub(), sb.id());
     EXPECT_TRUE(ListIds(stub()).empty()) << c.name;
-    EXPECT_TRUE(daemon().CgroupChildren().empty()) << c.name;
+    // A destroyed sandbox's cgroups go right after Destroy returns.
+    EXPECT_TRUE(WaitFor([&] { return daemon().CgroupChildren().empty(); }, seconds(5))) << c.name;
   }
   v1::Sandbox sb;
   grpc::Status s = Create(stub(), [] {
@@ -251,7 +261,7 @@ TEST_F(BadRequestTest, BadLimitsAreRejectedAndCreateNothing) {
       << StatusText(s);
   if (s.ok()) Destroy(stub(), sb.id());
   EXPECT_TRUE(ListIds(stub()).empty());
-  EXPECT_TRUE(daemon().CgroupChildren().empty());
+  EXPECT_TRUE(WaitFor([&] { return daemon().CgroupChildren().empty(); }, seconds(5)));
 }
 
 TEST_F(BadRequestTest, BadSetLimitsChangeNothing) {

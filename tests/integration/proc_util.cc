@@ -288,6 +288,13 @@ std::vector<pid_t> CgroupProcsRecursive(const std::string& dir) {
   return pids;
 }
 
+bool IsSpareLeaf(const std::string& leaf_dir) {
+  const std::vector<pid_t> pids = CgroupProcsRecursive(leaf_dir);
+  if (pids.size() != 1) return false;
+  std::optional<std::string> comm = ReadFile("/proc/" + std::to_string(pids[0]) + "/comm");
+  return comm && *comm == "sbx-init\n";
+}
+
 void RemoveCgroupTree(const std::string& dir) {
   if (!PathExists(dir)) return;
   WaitFor(

@@ -52,6 +52,9 @@ std::vector<std::string> OwnCgroupDirs();
 std::vector<std::string> CgroupParentDirs(const std::string& parent);
 // Pids in cgroup.procs of `dir` and all its descendants.
 std::vector<pid_t> CgroupProcsRecursive(const std::string& dir);
+// A sandbox's spare leaf (docs/architecture.md): its only process is an
+// sbx-init (a command has exec'd something else).
+bool IsSpareLeaf(const std::string& leaf_dir);
 // SIGKILLs every process in `dir` (recursively) by pid, waits, and removes the
 // directories bottom-up. Only for cgroups the project created.
 void RemoveCgroupTree(const std::string& dir);

@@ -88,7 +88,9 @@ class RunTest : public DaemonTest {
     SetDeadline(ctx, seconds(120));
     grpc::Status s = stub().Run(&ctx, request, response);
     EXPECT_TRUE(ListIds(stub()).empty()) << "a Run left a sandbox behind";
-    EXPECT_TRUE(daemon().CgroupChildren().empty()) << "a Run left a cgroup behind";
+    // Its cgroups go right after its sandbox's Destroy returns.
+    EXPECT_TRUE(WaitFor([] { return daemon().CgroupChildren().empty(); }, seconds(5)))
+        << "a Run left a cgroup behind";
     return s;
   }
 

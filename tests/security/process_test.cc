@@ -146,8 +146,10 @@ print("zombies", z)
       seconds(5)))
       << left.size() << " process(es) of the destroyed sandbox survive, e.g. host pid "
       << (left.empty() ? 0 : left[0]);
+  // Its cgroups go right after Destroy returns.
   for (const auto& dir : daemon().CgroupParentDirs()) {
-    EXPECT_FALSE(it::PathExists(dir + "/" + sb.id())) << "cgroup left: " << dir;
+    EXPECT_TRUE(it::WaitFor([&] { return !it::PathExists(dir + "/" + sb.id()); }, seconds(5)))
+        << "cgroup left: " << dir;
   }
   RecordOutcome("5 zombies reaped, 3 setsid daemons outlived the command, all " +
                 std::to_string(procs.size()) + " host pids gone after Destroy");
@@ -254,10 +256,14 @@ TEST_F(ProcessTest, SecondSandboxCannotSeeSignalOrReadTheFirst) {
                            "for i in $(seq 60); do /bin/true; done; "
                            "echo secret > /work/secret && echo secret > /tmp/secret");
   ASSERT_TRUE(burn.Ok() && burn.exit->exit_code() == 0) << burn.Describe();
+  // The target is forked by the command, after the burn: a high pid (the
+  // command itself may run in a spare forked earlier, with a low one).
   ExecSession target(stub(), seconds(60));
-  ASSERT_TRUE(target.Start(it::MakeStart(first.id(), {"sleep", "60"})));
-  ASSERT_TRUE(target.WaitStarted());
-  const int pid = target.pid;
+  ASSERT_TRUE(target.Start(it::MakeStart(first.id(), {"sh", "-c", "sleep 60 & echo $!; wait"})));
+  while (target.out.find('\n') == std::string::npos && target.ReadOne()) {
+  }
+  ASSERT_NE(target.out.find('\n'), std::string::npos) << "no pid from the target";
+  const int pid = std::stoi(target.out);
   ASSERT_GT(pid, 60) << "pid inside the first sandbox";
 
   ExecResult ps = it::RunExec(stub(), it::MakeStart(second.id(), {"ps", "-eo", "pid=,args="}));

@@ -1,0 +1,210 @@
+// The manager's worker thread: cgroup work nobody should wait for.
+//
+// On cgroup v1 a process moved into a cgroup (writing cgroup.procs) holds
+// the kernel's cgroup mutex while the move waits for an RCU grace period,
+// 5-20 ms on an idle host; every mkdir and rmdir of a cgroup waits for that
+// mutex meanwhile. So the work that makes or removes cgroups off a caller's
+// path runs here: spare processes for the next command, and removing
+// finished commands' leaves (not on the exec I/O loop, which serves every
+// stream).
+//
+// Spare processes: every running sandbox keeps one, forked by its init into
+// the cgroup leaf of its next command, so that Exec neither creates a cgroup
+// nor moves a process (see engine::PrepareSpare). Pooled sandboxes get
+// theirs while they are built; the others after their create and whenever
+// a command ends. None is made while a command runs, so that the spare
+// never takes one of the sandbox's pids from a running command.
+#include <pthread.h>
+#include <signal.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+#include "server/manager/log.h"
+#include "server/manager/manager.h"
+#include "server/manager/record.h"
+
+namespace sbx::manager {
+
+namespace {
+
+// A cut-off command's leaf is retried this often, this many times (about
+// 5 s), before it is left to the sandbox's removal.
+constexpr absl::Duration kLeafRetry = absl::Milliseconds(20);
+constexpr int kLeafAttempts = 250;
+
+}  // namespace
+
+void Manager::StartWorker() {
+  worker_ = std::thread([this] { WorkerLoop(); });
+}
+
+void Manager::StopWorker() {
+  {
+    absl::MutexLock lock(&work_mu_);
+    work_stop_ = true;
+    work_wake_.SignalAll();
+  }
+  if (worker_.joinable()) worker_.join();
+}
+
+void Manager::Defer(std::function<void()> task, absl::Time when) {
+  {
+    absl::MutexLock lock(&work_mu_);
+    if (!work_stop_) {
+      work_.emplace(when, std::move(task));
+      work_wake_.Signal();
+      return;
+    }
+  }
+  task();  // stopping (or stopped): nobody else will run it
+}
+
+void Manager::WorkerLoop() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals are the main thread's
+  while (true) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&work_mu_);
+      while (!work_stop_ && (work_.empty() || work_.begin()->first > absl::Now())) {
+        if (work_.empty()) {
+          work_wake_.Wait(&work_mu_);
+        } else {
+          work_wake_.WaitWithDeadline(&work_mu_, work_.begin()->first);
+        }
+      }
+      if (work_stop_ && work_.empty()) return;
+      task = std::move(work_.begin()->second);
+      work_.erase(work_.begin());
+    }
+    task();
+  }
+}
+
+struct Manager::LeafRemoval {
+  std::string sandbox_id;
+  std::unique_ptr<engine::Cgroup> leaf;
+  bool kill_rest = false;
+  int attempts_left = kLeafAttempts;
+};
+
+void Manager::CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
+                           bool kill_rest) {
+  if (leaf) RemoveCommandLeaf(sandbox_id, std::move(leaf), kill_rest);
+  std::shared_ptr<Record> record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(sandbox_id);
+    if (it != registry_.end()) record = it->second;
+  }
+  if (record) ScheduleSpare(record);
+}
+
+void Manager::RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
+                                bool kill_rest) {
+  auto removal = std::make_shared<LeafRemoval>();
+  removal->sandbox_id = std::move(sandbox_id);
+  removal->leaf = std::move(leaf);
+  removal->kill_rest = kill_rest;
+  Defer([this, removal] { RemoveLeafAttempt(removal); });
+}
+
+void Manager::RemoveLeafAttempt(const std::shared_ptr<LeafRemoval>& removal) {
+  absl::Status removed = removal->leaf->Remove();
+  if (removed.ok()) return;
+  const bool busy = removed.code() == absl::StatusCode::kFailedPrecondition;
+  if (busy && !removal->kill_rest) return;  // background processes: left to Destroy
+  bool stopping;
+  {
+    absl::MutexLock lock(&work_mu_);
+    stopping = work_stop_;
+  }
+  if (!busy || --removal->attempts_left <= 0 || stopping) {
+    Log().warn("sandbox {}: removing the cgroup of a command: {}", removal->sandbox_id,
+               removed.ToString());
+    return;
+  }
+  absl::StatusOr<std::vector<pid_t>> pids = removal->leaf->Processes();
+  if (pids.ok()) {
+    for (pid_t pid : *pids) ::kill(pid, SIGKILL);
+  }
+  // Deferred again rather than slept on: the worker serves other sandboxes.
+  Defer([this, removal] { RemoveLeafAttempt(removal); }, absl::Now() + kLeafRetry);
+}
+
+void Manager::ScheduleSpare(const std::shared_ptr<Record>& record, absl::Duration delay) {
+  Defer([this, weak = std::weak_ptr<Record>(record)] { MakeSpareFor(weak.lock()); },
+        absl::Now() + delay);
+}
+
+void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
+  if (!record || stopping_.load()) return;  // destroyed meanwhile, or shutting down
+  auto running = [&] {
+    absl::MutexLock lock(&mu_);
+    return record->state == SandboxState::kRunning;
+  };
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    if (!running() || record->spare_leaf || !record->cgroup) return;
+  }
+  // The slow part (a mkdir that may wait for the cgroup mutex, the init's
+  // fork) without the record's lock, which Get, List and Exec take; on a
+  // handle of our own to the sandbox's cgroup. A Destroy meanwhile queues
+  // its cgroup's removal on this same thread, after this task; that removal
+  // takes sub-cgroups first, the leaf made here included.
+  absl::StatusOr<std::unique_ptr<engine::Cgroup>> cgroup = cgroups_->OpenChild(record->id);
+  absl::StatusOr<Spare> spare =
+      cgroup.ok() ? MakeSpare(**cgroup, record->dir) : absl::StatusOr<Spare>(cgroup.status());
+  if (!spare.ok()) {
+    // Without a spare the next command joins its leaf itself: slower, not
+    // wrong. A sandbox that cannot make one is usually dying.
+    Log().debug("sandbox {}: no spare process: {}", record->id, spare.status().ToString());
+    return;
+  }
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    if (running() && record->cgroup && !record->spare_leaf) {
+      record->spare_leaf = std::move(spare->leaf);
+      record->spare_pid = spare->pid;
+      return;
+    }
+  }
+  RemoveCommandLeaf(record->id, std::move(spare->leaf), /*kill_rest=*/true);
+}
+
+absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup,
+                                                  const std::string& dir) {
+  Spare spare;
+  ASSIGN_OR_RETURN(spare.leaf, sandbox_cgroup.CreateSub(absl::StrCat(
+                                   "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
+  absl::StatusOr<std::vector<UniqueFd>> files = spare.leaf->OpenProcsFiles();
+  absl::StatusOr<pid_t> pid = absl::UnknownError("no cgroup.procs files");
+  if (files.ok()) {
+    std::vector<int> fds;
+    for (const UniqueFd& fd : *files) fds.push_back(fd.get());
+    pid = engine::PrepareSpare(engine::ControlSocketPath(dir), fds);
+  } else {
+    pid = files.status();
+  }
+  if (!pid.ok()) {
+    spare.leaf->Remove().IgnoreError();
+    return pid.status();
+  }
+  spare.pid = *pid;
+  return spare;
+}
+
+absl::Status Manager::PrepareSpareLocked(Record& record) {
+  if (record.spare_leaf) return absl::OkStatus();
+  if (!record.cgroup) return absl::FailedPreconditionError("the sandbox has no cgroup");
+  ASSIGN_OR_RETURN(Spare spare, MakeSpare(*record.cgroup, record.dir));
+  record.spare_leaf = std::move(spare.leaf);
+  record.spare_pid = spare.pid;
+  return absl::OkStatus();
+}
+
+}  // namespace sbx::manager

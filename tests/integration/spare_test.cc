@@ -1,0 +1,185 @@
+// Spare processes: every sandbox keeps one process, forked by its init, in
+// the cgroup leaf of its next command. The command runs in it, with the same
+// confinement as any other; a spare that dies (killed from the host or from
+// inside) only costs the next command the slower path. Also: one sbxd per
+// state directory.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "daemon.h"
+#include "proc_util.h"
+
+namespace sbx::it {
+namespace {
+
+using std::chrono::seconds;
+
+class SpareTest : public DaemonTest {
+ protected:
+  static void SetUpTestSuite() { StartDaemon(); }
+  static void TearDownTestSuite() { StopDaemon(); }
+
+  // The sandbox's cgroup in the pids hierarchy (v1), or its only one (v2).
+  static std::string SandboxCgroup(const std::string& id) {
+    for (const std::string& dir : daemon().CgroupParentDirs()) {
+      if (dir.find("/pids/") != std::string::npos || daemon().CgroupParentDirs().size() == 1) {
+        return dir + "/" + id;
+      }
+    }
+    return "";
+  }
+
+  // Command leaves ("x<n>") of the sandbox and the processes in each.
+  struct Leaf {
+    std::string name;
+    std::vector<pid_t> pids;
+  };
+  static std::vector<Leaf> Leaves(const std::string& id) {
+    std::vector<Leaf> out;
+    const std::string dir = SandboxCgroup(id);
+    for (const std::string& name : ListSubdirs(dir)) {
+      if (name.empty() || name[0] != 'x') continue;
+      out.push_back({name, CgroupProcsRecursive(dir + "/" + name)});
+    }
+    return out;
+  }
+
+  // Waits for the sandbox's spare: exactly one leaf, holding one process.
+  static ::testing::AssertionResult WaitForSpare(const std::string& id, Leaf* spare) {
+    std::vector<Leaf> leaves;
+    const bool ok = WaitFor(
+        [&] {
+          leaves = Leaves(id);
+          return leaves.size() == 1 && leaves[0].pids.size() == 1;
+        },
+        seconds(10));
+    if (!ok) {
+      std::string seen;
+      for (const Leaf& l : leaves) seen += " " + l.name + "(" + std::to_string(l.pids.size()) + ")";
+      return ::testing::AssertionFailure() << "no spare in " << SandboxCgroup(id)
+                                           << "; leaves:" << seen;
+    }
+    *spare = leaves[0];
+    return ::testing::AssertionSuccess();
+  }
+
+  static bool HasLeaf(const std::string& id, const std::string& name) {
+    for (const Leaf& l : Leaves(id)) {
+      if (l.name == name) return true;
+    }
+    return false;
+  }
+
+  // The confinement every command must have, from /proc/self/status.
+  static void ExpectConfined(const std::string& status, const std::string& who) {
+    for (const char* line : {"Seccomp:\t2", "NoNewPrivs:\t1", "CapPrm:\t0000000000000000",
+                             "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000",
+                             "CapAmb:\t0000000000000000"}) {
+      EXPECT_NE(status.find(line), std::string::npos) << who << ": no '" << line << "' in\n"
+                                                      << status;
+    }
+  }
+};
+
+TEST_F(SpareTest, TheNextCommandRunsInTheSpareAndANewOneIsMade) {
+  SBX_SANDBOX(sb);
+  Leaf spare;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"true"}));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 0);
+
+  // The command took the spare's leaf (removed after its exit) and the
+  // sandbox got a new spare in a new leaf.
+  EXPECT_TRUE(WaitFor([&] { return !HasLeaf(sb.id(), spare.name); }, seconds(10)))
+      << "leaf " << spare.name << " of the spare is still there";
+  Leaf next;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &next));
+  EXPECT_NE(next.name, spare.name);
+  EXPECT_NE(next.pids[0], spare.pids[0]);
+}
+
+TEST_F(SpareTest, CommandsInTheSpareAreConfinedLikeAnyOther) {
+  SBX_SANDBOX(sb);
+  Leaf spare;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+  for (const char* user : {"", "root"}) {
+    // Each command first waits for its spare, so that it surely ran in one.
+    ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+    ExecOptions options;
+    options.user = user;
+    ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"cat", "/proc/self/status"}, options));
+    ASSERT_TRUE(r.Ok()) << r.Describe();
+    ExpectConfined(r.out, std::string("user '") + user + "'");
+  }
+  // And the spare itself holds no more than the init: same filter, no
+  // bounding set.
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+  auto status = ReadFile("/proc/" + std::to_string(spare.pids[0]) + "/status");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_NE(status->find("Seccomp:\t2"), std::string::npos) << *status;
+  EXPECT_NE(status->find("CapBnd:\t0000000000000000"), std::string::npos) << *status;
+}
+
+TEST_F(SpareTest, ASpareKilledFromTheHostIsReplaced) {
+  SBX_SANDBOX(sb);
+  Leaf spare;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+  // Our own sandbox's process, by pid.
+  ASSERT_EQ(::kill(spare.pids[0], SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] { return ::kill(spare.pids[0], 0) != 0; }, seconds(5)));
+
+  ExecResult r = Sh(stub(), sb.id(), "echo still here");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 0);
+  EXPECT_EQ(r.out, "still here\n");
+  EXPECT_TRUE(WaitFor([&] { return !HasLeaf(sb.id(), spare.name); }, seconds(10)))
+      << "the dead spare's leaf " << spare.name << " was not removed";
+  Leaf next;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &next));
+  EXPECT_NE(next.pids[0], spare.pids[0]);
+}
+
+TEST_F(SpareTest, ACommandThatKillsEverythingDoesNotBreakTheNextOne) {
+  SBX_SANDBOX(sb);
+  Leaf spare;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+  // Root inside signals every process it may: the spare of the next
+  // command among them (the init, pid 1, is immune).
+  ExecOptions root;
+  root.user = "root";
+  ExecResult killer = Sh(stub(), sb.id(), "sleep 0.2; kill -9 -1; echo survived", root);
+  ASSERT_TRUE(killer.Ok()) << killer.Describe();
+  EXPECT_EQ(killer.out, "survived\n");
+  for (int i = 0; i < 3; ++i) {
+    ExecResult r = Sh(stub(), sb.id(), "echo next");
+    ASSERT_TRUE(r.Ok()) << "command " << i << ": " << r.Describe();
+    EXPECT_EQ(r.out, "next\n");
+  }
+}
+
+TEST_F(SpareTest, ASecondDaemonOnTheSameStateDirectoryRefusesToStart) {
+  const std::string socket = daemon().temp_dir() + "/second.sock";
+  ProcessResult second = RunProcess(
+      {SBX_SBXD_PATH, "--socket", socket, "--state-dir", daemon().state_dir(), "--cgroup-parent",
+       daemon().cgroup_parent() + "-second", "--pool-size", "0"},
+      "", std::chrono::seconds(20));
+  ASSERT_TRUE(second.started);
+  EXPECT_FALSE(second.timed_out) << "the second sbxd kept running";
+  EXPECT_NE(second.exit_code, 0) << second.Describe();
+  EXPECT_NE(second.err.find("another sbxd uses the state directory"), std::string::npos)
+      << second.Describe();
+  // The first one is unharmed.
+  SBX_SANDBOX(sb);
+  ExecResult r = Sh(stub(), sb.id(), "echo fine");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.out, "fine\n");
+}
+
+}  // namespace
+}  // namespace sbx::it

@@ -1,0 +1,117 @@
+// The sbxd <-> sbx-init messages: every field survives a round trip, a
+// message cut short or carrying junk is refused, and Receive hands back
+// exactly the datagram and its descriptors.
+#include "server/engine/wire.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+namespace sbx::wire {
+namespace {
+
+ExecRequest Sample() {
+  ExecRequest r;
+  r.uid = 1000;
+  r.gid = 1001;
+  r.tty = true;
+  r.rows = 50;
+  r.cols = 132;
+  r.timeout_ms = 2500;
+  r.fsize_bytes = 1 << 20;
+  r.stack_bytes = 8 << 20;
+  r.open_files = 64;
+  r.cgroup_fds = 0;
+  r.spare_pid = 7;
+  r.cwd = "/work";
+  r.argv = {"sh", "-c", "echo hi"};
+  r.env = {"PATH=/usr/bin", "A="};
+  return r;
+}
+
+TEST(WireTest, ExecRequestRoundTrip) {
+  const ExecRequest in = Sample();
+  const std::string msg = EncodeExec(in);
+  ASSERT_EQ(TypeOf(msg), kExec);
+  Reader reader(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
+  ExecRequest out;
+  ASSERT_TRUE(DecodeExec(reader, &out));
+  EXPECT_EQ(out.uid, in.uid);
+  EXPECT_EQ(out.gid, in.gid);
+  EXPECT_EQ(out.tty, in.tty);
+  EXPECT_EQ(out.rows, in.rows);
+  EXPECT_EQ(out.cols, in.cols);
+  EXPECT_EQ(out.timeout_ms, in.timeout_ms);
+  EXPECT_EQ(out.fsize_bytes, in.fsize_bytes);
+  EXPECT_EQ(out.stack_bytes, in.stack_bytes);
+  EXPECT_EQ(out.open_files, in.open_files);
+  EXPECT_EQ(out.cgroup_fds, in.cgroup_fds);
+  EXPECT_EQ(out.spare_pid, in.spare_pid);
+  EXPECT_EQ(out.cwd, in.cwd);
+  EXPECT_EQ(out.argv, in.argv);
+  EXPECT_EQ(out.env, in.env);
+}
+
+TEST(WireTest, TruncatedOrPaddedExecRequestIsRefused) {
+  const std::string msg = EncodeExec(Sample());
+  for (size_t cut = sizeof(uint32_t); cut < msg.size(); ++cut) {
+    Reader reader(msg.data() + sizeof(uint32_t), cut - sizeof(uint32_t));
+    ExecRequest out;
+    EXPECT_FALSE(DecodeExec(reader, &out)) << "accepted the first " << cut << " bytes";
+  }
+  const std::string padded = msg + "x";
+  Reader reader(padded.data() + sizeof(uint32_t), padded.size() - sizeof(uint32_t));
+  ExecRequest out;
+  EXPECT_FALSE(DecodeExec(reader, &out)) << "accepted a trailing byte";
+}
+
+TEST(WireTest, EveryStepHasAName) {
+  for (uint32_t step = 0; step < kStepCount; ++step) {
+    EXPECT_STRNE(SetupStepName(step), "unknown step") << step;
+  }
+  for (uint32_t step = kExecStepFork; step <= kExecStepSpare; ++step) {
+    EXPECT_STRNE(ExecStepName(step), "starting") << step;
+  }
+}
+
+TEST(WireTest, ReceiveReturnsExactlyTheDatagramAndItsDescriptors) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  // A big message, then a small one: the small one must not come back with
+  // the big one's tail (the receive buffer is reused).
+  const std::string big(kMaxMessage / 2, 'b');
+  ASSERT_EQ(Send(pair[0], big), 0);
+  const std::string small = Writer(kPong).data();
+  ASSERT_EQ(Send(pair[0], small, pipe_fds, 2), 0);
+
+  std::string got;
+  int fds[kMaxFds];
+  size_t nfds = 0;
+  ASSERT_EQ(Receive(pair[1], &got, fds, &nfds), static_cast<ssize_t>(big.size()));
+  EXPECT_EQ(got, big);
+  EXPECT_EQ(nfds, 0u);
+  ASSERT_EQ(Receive(pair[1], &got, fds, &nfds), static_cast<ssize_t>(small.size()));
+  EXPECT_EQ(got, small);
+  ASSERT_EQ(nfds, 2u);
+  // The received read end reads what the original write end writes.
+  ASSERT_EQ(::write(pipe_fds[1], "z", 1), 1);
+  char c = 0;
+  EXPECT_EQ(::read(fds[0], &c, 1), 1);
+  EXPECT_EQ(c, 'z');
+  for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+
+  // End of stream.
+  ::close(pair[0]);
+  EXPECT_EQ(Receive(pair[1], &got, fds, &nfds), 0);
+  ::close(pair[1]);
+}
+
+}  // namespace
+}  // namespace sbx::wire
