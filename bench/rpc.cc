@@ -10,7 +10,7 @@ namespace sbx::bench {
 
 namespace {
 
-constexpr size_t kStdinChunk = 64 * 1024;
+constexpr size_t kStdinChunk = 256 * 1024;
 
 void SetDeadline(grpc::ClientContext& ctx, int seconds) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
@@ -22,6 +22,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, bool own_c
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 256 << 10);  // as the SDK
   if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }

@@ -170,7 +170,7 @@ std::vector<Row> RunStdin(const Context& ctx) {
   }
   DestroySandbox(stub, box.id());
   std::string note = absl::StrCat(ctx.options.reps, " runs of ", MiB(bytes),
-                                  " in 64 KiB messages / writes");
+                                  " in 256 KiB messages / 64 KiB pipe writes");
   if (!problem.empty()) absl::StrAppend(&note, "; ", problem);
   return {ThroughputRow("stdin", what, sbx, pipe, note)};
 }

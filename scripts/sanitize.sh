@@ -25,7 +25,7 @@ for kind in $kinds; do
   esac
   dir=build-$kind
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSBX_SANITIZE="$flags" \
-    -DSBX_BUILD_EXAMPLES=OFF -DSBX_SKIP_TEST_DIRS="$skip" >/dev/null
+    -DSBX_SKIP_TEST_DIRS="$skip" >/dev/null
   cmake --build "$dir" -j"$jobs"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=86"

@@ -27,8 +27,10 @@ constexpr absl::Duration kCpuPollInterval = absl::Milliseconds(10);
 // Output is read in chunks of up to kChunkBytes, and up to
 // kChunksInFlight of them per fd are queued or being written, so that the
 // next read overlaps the write before it; past that the pipe fills and the
-// command blocks (back-pressure). Bounds buffering at 128 KiB per fd.
-constexpr size_t kChunkBytes = 64 << 10;
+// command blocks (back-pressure). Bounds buffering at 512 KiB per fd.
+// 256 KiB rather than 64: per-message costs in gRPC dominated, and stdout
+// throughput went from 0.33x to 0.80x of a plain pipe (bench/, one run).
+constexpr size_t kChunkBytes = 256 << 10;
 constexpr int kChunksInFlight = 2;
 // After the command exits, output is still read until EOF; a background
 // process that keeps the pipe open is given this long once the pipe is empty.
@@ -131,8 +133,13 @@ class ExecSession {
 
 // ---- the reactor ---------------------------------------------------------------
 
-ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop, std::string tenant)
-    : manager_(manager), loop_(loop), tenant_(std::move(tenant)), session_(std::make_shared<ExecSession>(this, manager, loop)) {
+ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop, RunPool& starts,
+                         std::string tenant)
+    : manager_(manager),
+      loop_(loop),
+      starts_(starts),
+      tenant_(std::move(tenant)),
+      session_(std::make_shared<ExecSession>(this, manager, loop)) {
   StartRead(&request_);
 }
 
@@ -157,13 +164,6 @@ void ExecReactor::OnReadDone(bool ok) {
     return;
   }
   const v1::ExecStart& start = request_.start();
-  absl::StatusOr<engine::ExecChannel> channel;
-  if (start.sandbox_id().empty()) {
-    channel = absl::InvalidArgumentError("start.sandbox_id: must not be empty");
-  } else {
-    absl::StatusOr<manager::ExecParams> params = FromProto(start);
-    channel = params.ok() ? manager_.StartExec(tenant_, start.sandbox_id(), *params) : params.status();
-  }
   ExecBudget budget;
   if (start.limits().has_cpu_time()) {
     budget.cpu_usec = start.limits().cpu_time().seconds() * 1000000 +
@@ -171,8 +171,25 @@ void ExecReactor::OnReadDone(bool ok) {
   }
   if (start.limits().has_output_bytes()) budget.output_bytes = start.limits().output_bytes();
   if (start.limits().has_memory_bytes()) budget.memory_bytes = start.limits().memory_bytes();
-  loop_.Post([s = session_, id = start.sandbox_id(), tty = start.tty(), budget,
-              c = std::move(channel)]() mutable { s->Begin(id, tty, budget, std::move(c)); });
+  auto begin = [&manager = manager_, &loop = loop_, s = session_, tenant = tenant_, budget,
+                start = std::move(*request_.mutable_start())]() mutable {
+    absl::StatusOr<engine::ExecChannel> channel;
+    if (start.sandbox_id().empty()) {
+      channel = absl::InvalidArgumentError("start.sandbox_id: must not be empty");
+    } else {
+      absl::StatusOr<manager::ExecParams> params = FromProto(start);
+      channel = params.ok() ? manager.StartExec(tenant, start.sandbox_id(), *params)
+                            : params.status();
+    }
+    loop.Post([s = std::move(s), id = start.sandbox_id(), tty = start.tty(), budget,
+               c = std::move(channel)]() mutable { s->Begin(id, tty, budget, std::move(c)); });
+  };
+  if (absl::Status queued = starts_.Submit(std::move(begin)); !queued.ok()) {
+    loop_.Post([s = session_, id = start.sandbox_id(), queued]() mutable {
+      s->Begin(id, false, ExecBudget(), absl::StatusOr<engine::ExecChannel>(
+                                            Annotate(queued, "starting the command")));
+    });
+  }
 }
 
 void ExecReactor::OnWriteDone(bool ok) {

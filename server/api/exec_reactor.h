@@ -4,8 +4,8 @@
 // Threading: gRPC reactions (OnReadDone, OnWriteDone, OnCancel, OnDone) only
 // post work to the loop; the session runs there, single-threaded, and is the
 // only caller of StartRead / StartWrite / Finish after the first read. The
-// one exception is the first message: its OnReadDone starts the command
-// through the manager (a few ms, like a unary handler) and posts the result.
+// first message starts the command through the manager, which waits for the
+// sandbox's init: that runs on the `starts` pool, which posts the result.
 // The reactor deletes itself in OnDone; the session, shared with the posted
 // work, goes once the loop has dropped it.
 #ifndef SBX_SERVER_API_EXEC_REACTOR_H_
@@ -17,6 +17,7 @@
 
 #include "sbx/v1/sandbox.grpc.pb.h"
 #include "server/api/io_loop.h"
+#include "server/api/run.h"
 #include "server/manager/manager.h"
 
 namespace sbx::api {
@@ -26,7 +27,7 @@ class ExecSession;
 class ExecReactor : public grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse> {
  public:
   // Commands start as `tenant` (the authenticated caller).
-  ExecReactor(manager::Manager& manager, IoLoop& loop, std::string tenant);
+  ExecReactor(manager::Manager& manager, IoLoop& loop, RunPool& starts, std::string tenant);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -39,6 +40,7 @@ class ExecReactor : public grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResp
  private:
   manager::Manager& manager_;
   IoLoop& loop_;
+  RunPool& starts_;
   const std::string tenant_;
   std::shared_ptr<ExecSession> session_;
   v1::ExecRequest request_;

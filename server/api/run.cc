@@ -345,7 +345,8 @@ bool OutputMatches(const std::string& actual, const std::string& expected,
 
 // ---- the pool -----------------------------------------------------------------
 
-RunPool::RunPool(int threads, size_t max_queued) : max_queued_(max_queued) {
+RunPool::RunPool(int threads, size_t max_queued, std::string what)
+    : max_queued_(max_queued), what_(std::move(what)) {
   threads = std::max(threads, 1);
   workers_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
@@ -369,7 +370,7 @@ absl::Status RunPool::Submit(Job job) {
   if (stopping_) return absl::UnavailableError("sbxd is shutting down");
   if (queue_.size() >= max_queued_) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("too many runs waiting (", max_queued_, "); retry later"));
+        absl::StrCat("too many ", what_, " waiting (", max_queued_, "); retry later"));
   }
   queue_.push_back(std::move(job));
   return absl::OkStatus();

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -31,8 +32,9 @@ class RunPool {
  public:
   using Job = absl::AnyInvocable<void() &&>;
 
-  // `threads` workers (at least 1); at most `max_queued` jobs wait.
-  RunPool(int threads, size_t max_queued);
+  // `threads` workers (at least 1); at most `max_queued` jobs wait. `what`
+  // names the jobs in errors ("runs": "too many runs waiting").
+  RunPool(int threads, size_t max_queued, std::string what = "runs");
   // Runs the jobs already queued, then joins the workers.
   ~RunPool();
   RunPool(const RunPool&) = delete;
@@ -49,6 +51,7 @@ class RunPool {
   void Work();
 
   const size_t max_queued_;
+  const std::string what_;
   absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

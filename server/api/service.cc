@@ -114,7 +114,7 @@ grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>* SandboxService::Exec
     return new RejectedBidiReactor<v1::ExecRequest, v1::ExecResponse>(
         ToGrpcStatus(tenant.status()));
   }
-  return new ExecReactor(manager_, loop_, *std::move(tenant));
+  return new ExecReactor(manager_, loop_, starts_, *std::move(tenant));
 }
 
 grpc::ServerReadReactor<v1::WriteFilesRequest>* SandboxService::WriteFiles(

@@ -21,7 +21,11 @@ class SandboxService : public v1::SandboxService::CallbackService {
   // `manager`, `loop` and `auth` must outlive the gRPC server serving this
   // service. Every call is authenticated by `auth` first (auth.h).
   SandboxService(manager::Manager& manager, IoLoop& loop, const Authenticator& auth)
-      : manager_(manager), loop_(loop), auth_(auth), runs_(RunPool::DefaultThreads(), kMaxQueuedRuns) {}
+      : manager_(manager),
+        loop_(loop),
+        auth_(auth),
+        runs_(RunPool::DefaultThreads(), kMaxQueuedRuns),
+        starts_(kStartThreads, kMaxQueuedStarts, "exec starts") {}
 
   grpc::ServerUnaryReactor* CreateSandbox(grpc::CallbackServerContext* context,
                                           const v1::CreateSandboxRequest* request,
@@ -51,11 +55,18 @@ class SandboxService : public v1::SandboxService::CallbackService {
  private:
   // Runs that may wait for a worker before Run answers RESOURCE_EXHAUSTED.
   static constexpr size_t kMaxQueuedRuns = 64;
+  // Exec starts likewise. A start mostly waits (for the sandbox's init to
+  // fork and exec), so there are more threads than cpus.
+  static constexpr int kStartThreads = 16;
+  static constexpr size_t kMaxQueuedStarts = 1024;
 
   manager::Manager& manager_;
   IoLoop& loop_;
   const Authenticator& auth_;
   RunPool runs_;  // Run jobs (run.h); joined before the service goes
+  // Exec starts: they wait for the sandbox's init, which gRPC's callback
+  // threads must not (a health check would queue behind them).
+  RunPool starts_;
 };
 
 }  // namespace sbx::api

@@ -160,7 +160,7 @@ class ExecCall {
   // Cancels the RPC; the daemon kills the command. Thread-safe, idempotent.
   void Cancel();
 
-  static constexpr size_t kStdinChunkBytes = 64 * 1024;
+  static constexpr size_t kStdinChunkBytes = 256 * 1024;
 
  private:
   friend class Client;

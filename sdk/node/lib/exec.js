@@ -11,7 +11,7 @@ const { EventEmitter } = require('node:events');
 const { fromServiceError, failedPrecondition, invalidArgument, SbxError, status } = require('./errors');
 const { durationMs } = require('./units');
 
-const STDIN_CHUNK_BYTES = 64 * 1024;
+const STDIN_CHUNK_BYTES = 256 * 1024;
 
 const SIGNALS = {
   SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8,
@@ -171,7 +171,7 @@ class ExecProcess extends EventEmitter {
     return next;
   }
 
-  /** Sends stdin (a Buffer, Uint8Array or string) in 64 KiB chunks. */
+  /** Sends stdin (a Buffer, Uint8Array or string) in 256 KiB chunks. */
   async write(data) {
     const buffer = toBuffer(data, 'stdin');
     if (this._stdinClosed) throw failedPrecondition('stdin is already closed');

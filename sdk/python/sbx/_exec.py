@@ -21,7 +21,7 @@ from ._types import ExecExit, ExecResult
 
 __all__ = ["ExecCall", "STDIN_CHUNK_BYTES"]
 
-STDIN_CHUNK_BYTES = 64 * 1024
+STDIN_CHUNK_BYTES = 256 * 1024
 _OUTBOX_ITEMS = 8
 
 
@@ -101,7 +101,7 @@ class ExecCall:
     # ---- writing -------------------------------------------------------
 
     def write(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
-        """Sends stdin (a str is UTF-8 encoded), in chunks of 64 KiB; blocks
+        """Sends stdin (a str is UTF-8 encoded), in chunks of 256 KiB; blocks
         while the daemon does not take more."""
         if isinstance(data, str):
             data = data.encode()
