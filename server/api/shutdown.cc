@@ -142,8 +142,9 @@ void GracefulShutdown::Run(grpc::Server& server, IoLoop& loop) {
   server.Wait();
   // Posted tasks run in order: once this one runs, what the ended calls
   // posted (a cancelled Exec's kill of its command) has run.
-  // After a cut-off, the killed commands' cgroup leaves are removed on the
-  // loop's timers once the commands are dead; they get a moment for that.
+  // After a cut-off, the killed commands' exits come in on the loop; they
+  // get a moment for that. (Their cgroup leaves go on the manager's worker,
+  // which finishes its queue when the manager shuts down.)
   const absl::Duration settle = drained ? absl::ZeroDuration() : kSettleAfterCutOff;
   auto flushed = std::make_shared<absl::Notification>();
   loop.Post([&loop, flushed, settle] {

@@ -153,7 +153,8 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
 // waits there for the next command started with its spare_pid. Joining a
 // cgroup may wait for an RCU grace period in the kernel (milliseconds on
 // an idle host); the spare does it off the exec path. Replaces a spare the
-// init may have. Returns the spare's pid inside the sandbox.
+// init may have. Returns the spare's pid inside the sandbox, once the spare
+// is in that cgroup (so it waits for the join).
 absl::StatusOr<pid_t> PrepareSpare(const std::string& control_socket,
                                    const std::vector<int>& cgroup_procs_fds);
 

@@ -38,8 +38,8 @@ enum MsgType : uint32_t {
   // next command ahead of time (fds: that leaf's cgroup.procs files) and
   // waits for it. Joining a cgroup can cost an RCU grace period on the
   // host (milliseconds), which this takes off the exec path. A spare
-  // already there is replaced. Answered with kPrepared (pid) or
-  // kExecFailed.
+  // already there is replaced. Answered with kPrepared (pid) once the
+  // spare is in its leaf, or kExecFailed.
   kPrepare = 13,
   // init -> sbxd. kStarted: pid; fds: [pty master] in tty mode.
   kStarted = 20,
@@ -51,6 +51,9 @@ enum MsgType : uint32_t {
   // terminal), then the kExec message. fds: [error pipe write end, stdin,
   // stdout, stderr] (the last three not in tty mode).
   kSpareRun = 30,
+  // spare -> init: in the leaf (or failed to join it: the command it runs
+  // reports that), ready for kSpareRun.
+  kSpareReady = 31,
 };
 
 // Steps of a sandbox init's set-up, reported on the ready pipe with errno.

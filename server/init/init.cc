@@ -258,6 +258,9 @@ void ClearSignalMask() {
   // Nothing of the init's (its control socket, other commands' connections)
   // stays open here.
   CloseAllExcept({0, 1, 2, sock});
+  // Until now this process counted among the sandbox's own (sbxd's usage
+  // leaves out only a spare in its leaf): the init answers sbxd after this.
+  if (wire::Send(sock, wire::Writer(wire::kSpareReady).data()) != 0) ::_exit(0);
   std::string msg;
   int fds[wire::kMaxFds];
   size_t nfds = 0;
@@ -308,7 +311,13 @@ class Server {
   int NextTimeoutMs() const;
   void SendFailure(int conn, uint32_t step, int err);
   void PrepareSpare(int conn, int* fds, size_t nfds);
-  void DropSpare();
+  // The spare's socket is readable: it is ready (or died before).
+  void OnSpareReadable();
+  // Answers the kPrepare waiting for the spare, if any, with `err` (0: the
+  // spare's pid).
+  void AnswerPrepare(int err);
+  // Ends the spare (`reaped`: it is dead and waited for already).
+  void DropSpare(bool reaped = false);
   // Hands the command to the spare `expected`: 0 and its pid, or ESRCH
   // when there is no such spare.
   int RunInSpare(pid_t expected, const std::string& msg, const char* pty_name, int err_pipe,
@@ -321,15 +330,48 @@ class Server {
   std::map<pid_t, Exec*> by_pid_;
   pid_t spare_pid_ = 0;  // 0: no spare
   int spare_sock_ = -1;
+  // The connection whose kPrepare waits for the spare to be ready; -1: none
+  // (the spare, if any, is ready).
+  int spare_waiter_ = -1;
 };
 
-void Server::DropSpare() {
+void Server::AnswerPrepare(int err) {
+  const int conn = spare_waiter_;
+  if (conn < 0) return;
+  spare_waiter_ = -1;  // first: CloseConn below drops the spare of a waiter that goes
+  if (err != 0) {
+    SendFailure(conn, wire::kExecStepSpare, err);
+  } else {
+    wire::Writer w(wire::kPrepared);
+    w.U32(static_cast<uint32_t>(spare_pid_));
+    wire::Send(conn, w.data());
+  }
+  CloseConn(conn);
+}
+
+void Server::DropSpare(bool reaped) {
   if (spare_pid_ == 0) return;
   // Closing its socket ends its wait; the kill covers a spare still joining.
-  ::kill(spare_pid_, SIGKILL);
-  ::close(spare_sock_);
+  if (!reaped) ::kill(spare_pid_, SIGKILL);
+  ::close(spare_sock_);  // out of the epoll set with it
   spare_pid_ = 0;
   spare_sock_ = -1;
+  AnswerPrepare(ECHILD);
+}
+
+void Server::OnSpareReadable() {
+  std::string msg;
+  int fds[wire::kMaxFds];
+  size_t nfds = 0;
+  ssize_t n = wire::Receive(spare_sock_, &msg, fds, &nfds, MSG_DONTWAIT);
+  for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+  if (n == -EAGAIN || n == -EINTR) return;
+  if (n <= 0 || wire::TypeOf(msg) != wire::kSpareReady) {
+    DropSpare();  // died before it was ready
+    return;
+  }
+  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, spare_sock_, nullptr);
+  AnswerPrepare(0);
 }
 
 void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
@@ -359,15 +401,18 @@ void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
   }
   spare_pid_ = pid;
   spare_sock_ = pair[0];
-  wire::Writer w(wire::kPrepared);
-  w.U32(static_cast<uint32_t>(pid));
-  wire::Send(conn, w.data());
-  CloseConn(conn);
+  spare_waiter_ = conn;
+  // Answered when the spare says it is ready: joining its leaf can wait
+  // for milliseconds, which this loop does not.
+  struct epoll_event ev = {};
+  ev.events = EPOLLIN;
+  ev.data.fd = spare_sock_;
+  if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, spare_sock_, &ev) != 0) DropSpare();
 }
 
 int Server::RunInSpare(pid_t expected, const std::string& msg, const char* pty_name,
                        int err_pipe, const int* stdio, pid_t* pid) {
-  if (spare_pid_ == 0 || spare_pid_ != expected) return ESRCH;
+  if (spare_pid_ == 0 || spare_pid_ != expected || spare_waiter_ >= 0) return ESRCH;
   wire::Writer w(wire::kSpareRun);
   w.Str(pty_name != nullptr ? pty_name : "").Str(msg);
   int fds[4] = {err_pipe, -1, -1, -1};
@@ -410,6 +455,11 @@ void Server::Accept() {
 void Server::CloseConn(int conn) {
   auto it = by_conn_.find(conn);
   if (it == by_conn_.end()) return;
+  if (conn == spare_waiter_) {
+    // sbxd gave up waiting for this spare; it would never learn its pid.
+    spare_waiter_ = -1;
+    DropSpare();
+  }
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, conn, nullptr);
   ::close(conn);
   Exec* exec = it->second.get();
@@ -564,9 +614,7 @@ void Server::ReapChildren() {
     pid_t pid = ::wait4(-1, &status, WNOHANG, &ru);
     if (pid <= 0) return;
     if (pid == spare_pid_) {  // died waiting (killed, or could not join its leaf)
-      ::close(spare_sock_);
-      spare_pid_ = 0;
-      spare_sock_ = -1;
+      DropSpare(/*reaped=*/true);
       continue;
     }
     auto it = by_pid_.find(pid);
@@ -635,6 +683,8 @@ void Server::Run() {
         Accept();
       } else if (fd == sigfd_) {
         ReapChildren();
+      } else if (fd == spare_sock_ && spare_waiter_ >= 0) {
+        OnSpareReadable();
       } else if (by_conn_.count(fd) != 0) {
         OnConnReadable(fd);
       }

@@ -442,6 +442,7 @@ SandboxInfo Manager::Snapshot(const std::shared_ptr<Record>& record, bool with_u
     leaf_oom_kills = record->leaf_oom_kills;
   }
   if (with_usage && (info.state == SandboxState::kRunning || info.state == SandboxState::kDead)) {
+    absl::MutexLock spare_lock(&record->spare_mu);  // a spare in the making is known after
     absl::MutexLock op_lock(&record->op_mu);
     if (record->cgroup) {
       absl::StatusOr<engine::Usage> usage = record->cgroup->GetUsage();

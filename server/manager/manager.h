@@ -194,8 +194,7 @@ class Manager {
   // Spare processes (worker.cc): each running sandbox keeps one in the
   // cgroup leaf of its next command. Gives the sandbox a spare, on the
   // worker, if it has none.
-  void ScheduleSpare(const std::shared_ptr<Record>& record,
-                     absl::Duration delay = absl::ZeroDuration());
+  void ScheduleSpare(const std::shared_ptr<Record>& record);
   // Creates the leaf and has the init fork the spare into it; OK when the
   // sandbox has a spare already. REQUIRES: record.op_mu held.
   absl::Status PrepareSpareLocked(Record& record);

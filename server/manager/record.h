@@ -20,7 +20,8 @@
 
 namespace sbx::manager {
 
-// Lock order: Record::op_mu before Manager::mu_; never the other way.
+// Lock order: Record::spare_mu, then Record::op_mu, then Manager::mu_;
+// never the other way.
 struct Manager::Record {
   // Set at creation (or recovery), immutable afterwards.
   std::string id;
@@ -45,6 +46,10 @@ struct Manager::Record {
   pid_t pid = 0;            // of the init, for display
   uint64_t watch_token = 0; // 0 when its pidfd is not watched
 
+  // Held while a spare process is made outside op_mu (the worker's
+  // MakeSpareFor): the spare counts among the sandbox's processes before it
+  // is recorded below, so usage, which leaves it out, waits for it.
+  absl::Mutex spare_mu;
   // Serializes the operations that touch the kernel objects below: create,
   // destroy, set limits, usage, reclaiming a dead init.
   absl::Mutex op_mu;

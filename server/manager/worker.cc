@@ -114,35 +114,44 @@ void Manager::RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::
 }
 
 void Manager::RemoveLeafAttempt(const std::shared_ptr<LeafRemoval>& removal) {
-  absl::Status removed = removal->leaf->Remove();
-  if (removed.ok()) return;
-  const bool busy = removed.code() == absl::StatusCode::kFailedPrecondition;
-  if (busy && !removal->kill_rest) return;  // background processes: left to Destroy
-  bool stopping;
-  {
-    absl::MutexLock lock(&work_mu_);
-    stopping = work_stop_;
+  while (true) {
+    absl::Status removed = removal->leaf->Remove();
+    if (removed.ok()) return;
+    const bool busy = removed.code() == absl::StatusCode::kFailedPrecondition;
+    if (busy && !removal->kill_rest) return;  // background processes: left to Destroy
+    if (!busy || --removal->attempts_left <= 0) {
+      Log().warn("sandbox {}: removing the cgroup of a command: {}", removal->sandbox_id,
+                 removed.ToString());
+      return;
+    }
+    absl::StatusOr<std::vector<pid_t>> pids = removal->leaf->Processes();
+    if (pids.ok()) {
+      for (pid_t pid : *pids) ::kill(pid, SIGKILL);
+    }
+    bool stopping;
+    {
+      absl::MutexLock lock(&work_mu_);
+      stopping = work_stop_;
+    }
+    if (!stopping) {
+      // Deferred again rather than slept on: the worker serves other sandboxes.
+      Defer([this, removal] { RemoveLeafAttempt(removal); }, absl::Now() + kLeafRetry);
+      return;
+    }
+    // sbxd is stopping and runs what is queued now, once: the killed
+    // processes take a moment to go, and nobody would remove their leaf
+    // after sbxd has gone (a cut-off command's, above all).
+    absl::SleepFor(kLeafRetry);
   }
-  if (!busy || --removal->attempts_left <= 0 || stopping) {
-    Log().warn("sandbox {}: removing the cgroup of a command: {}", removal->sandbox_id,
-               removed.ToString());
-    return;
-  }
-  absl::StatusOr<std::vector<pid_t>> pids = removal->leaf->Processes();
-  if (pids.ok()) {
-    for (pid_t pid : *pids) ::kill(pid, SIGKILL);
-  }
-  // Deferred again rather than slept on: the worker serves other sandboxes.
-  Defer([this, removal] { RemoveLeafAttempt(removal); }, absl::Now() + kLeafRetry);
 }
 
-void Manager::ScheduleSpare(const std::shared_ptr<Record>& record, absl::Duration delay) {
-  Defer([this, weak = std::weak_ptr<Record>(record)] { MakeSpareFor(weak.lock()); },
-        absl::Now() + delay);
+void Manager::ScheduleSpare(const std::shared_ptr<Record>& record) {
+  Defer([this, weak = std::weak_ptr<Record>(record)] { MakeSpareFor(weak.lock()); });
 }
 
 void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
   if (!record || stopping_.load()) return;  // destroyed meanwhile, or shutting down
+  absl::MutexLock spare_lock(&record->spare_mu);
   auto running = [&] {
     absl::MutexLock lock(&mu_);
     return record->state == SandboxState::kRunning;

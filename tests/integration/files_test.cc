@@ -480,6 +480,15 @@ TEST_F(FilesTest, DestroyDuringUploadFailsIt) {
   ASSERT_TRUE(writer->Write(req));
   req.set_chunk(std::string(64 << 10, 'g'));
   ASSERT_TRUE(writer->Write(req));
+  // Destroyed only once sbxd is writing the file: before that, the upload
+  // would find no sandbox (NOT_FOUND), which is not what this is about.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        ReadOutcome r = Read(stub(), sb.id(), "growing");
+        return r.status.ok() && r.entries.size() == 1 && r.entries[0].content.size() >= (64 << 10);
+      },
+      std::chrono::seconds(10)))
+      << "the first chunk never reached the file";
   ASSERT_TRUE(Destroy(stub(), sb.id()).ok());
   for (int i = 0; i < 64 && writer->Write(req); ++i) {
   }

@@ -104,6 +104,21 @@ TEST_F(SpareTest, TheNextCommandRunsInTheSpareAndANewOneIsMade) {
   EXPECT_NE(next.pids[0], spare.pids[0]);
 }
 
+// The spare is made on sbxd's worker right after a create and after every
+// command; usage read at those moments still counts the init alone.
+TEST_F(SpareTest, UsageLeavesOutTheSpareEvenWhileItIsBeingMade) {
+  for (int round = 0; round < 15; ++round) {
+    SBX_SANDBOX(sb);
+    v1::Sandbox got;
+    ASSERT_TRUE(Get(stub(), sb.id(), &got).ok());
+    EXPECT_EQ(got.usage().pids(), 1) << "round " << round << ", right after create";
+    ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"true"}));
+    ASSERT_TRUE(r.Ok()) << r.Describe();
+    ASSERT_TRUE(Get(stub(), sb.id(), &got).ok());
+    EXPECT_EQ(got.usage().pids(), 1) << "round " << round << ", right after a command";
+  }
+}
+
 TEST_F(SpareTest, CommandsInTheSpareAreConfinedLikeAnyOther) {
   SBX_SANDBOX(sb);
   Leaf spare;
