@@ -246,6 +246,7 @@ class Manager {
   // first, and how many are being built for it.
   std::deque<std::shared_ptr<Record>> pool_ ABSL_GUARDED_BY(mu_);
   int pool_building_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time last_handout_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::CondVar pool_wake_;  // the pool lost a member, or stop
   std::thread pool_filler_;
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;

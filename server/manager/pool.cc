@@ -21,6 +21,12 @@ namespace {
 // After a failed build the filler waits this long before the next, so that a
 // persistent failure (no memory, a broken init) does not spin.
 constexpr absl::Duration kFailureBackoff = absl::Seconds(1);
+// A refill waits this long after the last hand-out while the pool still has
+// a sandbox to give: building one (namespaces, mounts, cgroups) would
+// otherwise compete for the cpus with the caller's next steps, typically an
+// Exec and a Destroy a few milliseconds later. An empty pool is refilled at
+// once.
+constexpr absl::Duration kRefillQuiet = absl::Milliseconds(10);
 
 bool SameLimits(const engine::Limits& a, const engine::Limits& b) {
   return a.memory_bytes == b.memory_bytes && a.cpus == b.cpus && a.pids == b.pids;
@@ -79,7 +85,10 @@ void Manager::PoolLoop() {
         if (!dead.empty()) break;
         if (pool_.size() + static_cast<size_t>(pool_building_) < target &&
             OwnedCountLocked() < max_owned) {
-          break;
+          const absl::Time quiet_from = last_handout_ + kRefillQuiet;
+          if (pool_.empty() || absl::Now() >= quiet_from) break;
+          pool_wake_.WaitWithDeadline(&mu_, quiet_from);
+          continue;
         }
         pool_wake_.Wait(&mu_);
       }
@@ -132,6 +141,7 @@ absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::TakePooled(
       pool_.pop_front();
       if (front->state == SandboxState::kRunning) {
         taken = std::move(front);
+        last_handout_ = absl::Now();
         // Counts against the tenant's max_sandboxes from here on (its
         // limits become the caller's in HandOut).
         taken->tenant = tenant;
