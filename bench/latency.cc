@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -30,10 +31,12 @@ struct Variant {
   int failures = 0;
 };
 
-// Runs every variant once per round, warm-up rounds first.
-void RunInterleaved(std::vector<Variant>& variants, int warmup, int iterations) {
+// Runs every variant once per round, warm-up rounds first, `settle` apart.
+void RunInterleaved(std::vector<Variant>& variants, int warmup, int iterations,
+                    std::chrono::milliseconds settle = std::chrono::milliseconds(0)) {
   for (int round = 0; round < warmup + iterations && !g_interrupted; ++round) {
     for (Variant& v : variants) {
+      if (settle.count() > 0) std::this_thread::sleep_for(settle);
       double ms = 0;
       const bool ok = v.probe(&ms);
       if (round < warmup) continue;
@@ -121,15 +124,32 @@ std::vector<Row> RunOneShot(const Context& ctx) {
                 if (!s.ok()) last_error = "destroy: " + StatusText(s);
                 return run.status.ok() && run.exit.exit_code() == 0 && s.ok();
               }};
+  // The same one-shot as one call: what a judge's client sees.
+  Variant run{"sbx Run", [&](double* ms) {
+                const auto start = Clock::now();
+                v1::RunResponse response;
+                grpc::Status s = RunOnce(stub, {"true"}, &response);
+                *ms = MsSince(start);
+                if (!s.ok()) last_error = "run: " + StatusText(s);
+                return s.ok() && response.verdict() == v1::VERDICT_OK;
+              }};
   std::vector<Variant> variants;
   variants.push_back(std::move(sbx));
+  variants.push_back(std::move(run));
   variants.push_back({"fork+exec /bin/true", ProcessProbe({ctx.true_path})});
   const std::string unshare_problem = Unusable(UnshareArgv(ctx));
   if (unshare_problem.empty()) variants.push_back({"unshare", ProcessProbe(UnshareArgv(ctx))});
   const std::string bwrap_problem = Unusable(BwrapArgv(ctx));
   if (bwrap_problem.empty()) variants.push_back({"bwrap", ProcessProbe(BwrapArgv(ctx))});
 
-  RunInterleaved(variants, ctx.options.warmup, ctx.options.iterations);
+  // A one-shot leaves sbxd work to do after its answers: refilling the pool
+  // (a new sandbox: namespaces, mounts, cgroups) and removing the destroyed
+  // one's files and cgroups. On 2 cpus that would slow whichever run came
+  // next, a baseline's as much as sbx's own, so every run starts on a
+  // settled machine. (Settled also means idle cpus, slower to wake: every
+  // variant is slower this way than back to back.)
+  RunInterleaved(variants, ctx.options.warmup, ctx.options.iterations,
+                 std::chrono::milliseconds(25));
 
   std::vector<Row> rows;
   Row main = SeriesRow("oneshot", variants[0], "one-shot create+exec true+destroy (gRPC)");
@@ -155,7 +175,10 @@ std::vector<Row> RunOneShot(const Context& ctx) {
                  : "n/a";
   CheckTail(main);
   rows.push_back(std::move(main));
-  for (size_t i = 1; i < variants.size(); ++i) {
+  Row run_row = SeriesRow("oneshot_run", variants[1], "one-shot as one Run call (judge API)");
+  if (bwrap != nullptr) Compare(run_row, *bwrap);
+  rows.push_back(std::move(run_row));  // no goal of its own: shown for the judge API
+  for (size_t i = 2; i < variants.size(); ++i) {
     const std::string key = variants[i].name == "bwrap"     ? "baseline_bwrap"
                             : variants[i].name == "unshare" ? "baseline_unshare"
                                                             : "baseline_fork_exec";

@@ -46,6 +46,15 @@ grpc::Status DestroySandbox(Stub& stub, const std::string& id) {
   return stub.DestroySandbox(&ctx, request, &response);
 }
 
+grpc::Status RunOnce(Stub& stub, const std::vector<std::string>& argv, v1::RunResponse* out) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, 60);
+  v1::RunRequest request;
+  for (const std::string& a : argv) request.add_run_argv(a);
+  request.add_cases();
+  return stub.Run(&ctx, request, out);
+}
+
 grpc::Status ListSandboxIds(Stub& stub, std::vector<std::string>* ids) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, 30);

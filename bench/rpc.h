@@ -27,6 +27,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, bool own_c
 grpc::Status CreateSandbox(Stub& stub, v1::Sandbox* sandbox);
 grpc::Status DestroySandbox(Stub& stub, const std::string& id);
 grpc::Status ListSandboxIds(Stub& stub, std::vector<std::string>* ids);
+// The judge's one-shot: Run with `argv` and one case without input.
+grpc::Status RunOnce(Stub& stub, const std::vector<std::string>& argv, v1::RunResponse* out);
 
 struct ExecOutcome {
   grpc::Status status;  // of the stream; OK with no exit is made an error
