@@ -21,7 +21,7 @@ namespace v1 = ::sbx::v1;
 using Stub = v1::SandboxService::Stub;
 
 std::string StatusText(const grpc::Status& s);
-const char* CodeName(grpc::StatusCode code);
+std::string CodeName(grpc::StatusCode code);
 
 void SetDeadline(grpc::ClientContext& ctx, std::chrono::milliseconds timeout);
 

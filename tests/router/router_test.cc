@@ -159,7 +159,10 @@ TEST_F(RouterTest, SpreadsRoutesAndSurvivesANodeGoingDown) {
     absl::StatusOr<v1::Sandbox> limited = client_->SetLimits(id, limits);
     ASSERT_TRUE(limited.ok()) << id << ": " << limited.status();
     EXPECT_EQ(limited->limits().pids(), 77);
-    ASSERT_TRUE(client_->WriteFiles(id, {{"/work/who", id}}).ok()) << id;
+    sbx::FileToWrite who_file;
+    who_file.path = "/work/who";
+    who_file.content = id;
+    ASSERT_TRUE(client_->WriteFiles(id, {who_file}).ok()) << id;
     absl::StatusOr<std::string> who = client_->ReadFile(id, "/work/who");
     ASSERT_TRUE(who.ok()) << id << ": " << who.status();
     EXPECT_EQ(*who, id);
