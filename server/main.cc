@@ -357,8 +357,9 @@ absl::StatusOr<Flags> LoadConfig(const std::string& path, bool path_given,
 // Streams move 256 KiB messages through gRPC's buffers. With glibc's
 // defaults each one freed at the top of a heap is handed back to the kernel
 // (trim threshold 128 KiB) and faulted in, zeroed, for the next: about a
-// third of stdin throughput (bench/: 0.38x -> 0.51x of a pipe). Keeping up
-// to 16 MiB of free memory per heap costs an idle sbxd nothing.
+// third of stdin throughput (bench/: 0.38x -> 0.51x of a pipe). The price:
+// after heavy streaming, up to 16 MiB of free memory per malloc arena stays
+// with sbxd; one that never streamed keeps nothing more.
 void TuneMalloc() {
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
