@@ -6,7 +6,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -354,21 +353,9 @@ absl::StatusOr<Flags> LoadConfig(const std::string& path, bool path_given,
   return config;
 }
 
-// Streams move 256 KiB messages through gRPC's buffers. With glibc's
-// defaults each one freed at the top of a heap is handed back to the kernel
-// (trim threshold 128 KiB) and faulted in, zeroed, for the next: about a
-// third of stdin throughput (bench/: 0.38x -> 0.51x of a pipe). The price:
-// after heavy streaming, up to 16 MiB of free memory per malloc arena stays
-// with sbxd; one that never streamed keeps nothing more.
-void TuneMalloc() {
-  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  TuneMalloc();
   CLI::App app{"sbxd: sandbox daemon. Every flag is also a key of the --config file "
                "(docs/sbxd.example.yaml); flags override the file."};
   std::string config_path = sbx::config::kDefaultConfigPath;

@@ -122,7 +122,10 @@ TEST_F(ShutdownTest, CommandLongerThanGraceIsCutOff) {
   std::cerr << "[shutdown] sbxd exited " << took << " s after SIGTERM (grace 3 s); stream: "
             << StatusText(s) << "\n";
   EXPECT_GE(took, 2.9);
-  EXPECT_LT(took, 4.5);
+  // Cut off at the grace, not after `sleep 60`. The rest is the killed
+  // command's cgroup leaf, removed before sbxd exits: behind a busy host's
+  // cgroup mutex (CI runs the soak beside this) that took 1.5 s once.
+  EXPECT_LT(took, 8.0);
   // The cut-off command does not outlive the daemon.
   EXPECT_TRUE(WaitFor([&] { return CommandLeaves(sb.id()).empty(); }, seconds(3)))
       << CommandLeaves(sb.id()).size() << " command leaves left";
