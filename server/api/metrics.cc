@@ -124,10 +124,10 @@ absl::Status Metrics::Serve(const std::string& address, manager::Manager& manage
 
 void Metrics::StopServing() {
   if (state_collector_) static_cast<StateCollector&>(*state_collector_).Detach();
-  // Deliberately not destroyed: civetweb takes ~2 s to join its threads,
-  // which would hold up every SIGTERM, and sbxd exits right after this.
-  // The registry lives for the whole process (Global()).
-  (void)exposer_.release();
+  // The exposer is deliberately not destroyed: civetweb takes ~2 s to join
+  // its threads, which would hold up every SIGTERM, and sbxd exits right
+  // after this. It stays owned by this object, which lives (reachable, not
+  // leaked) for the whole process, as does the registry (Global()).
 }
 
 void Metrics::ExecFinished(v1::Verdict verdict, int64_t wall_us, int64_t oom_kills) {

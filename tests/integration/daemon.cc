@@ -173,6 +173,11 @@ void Daemon::Kill9() {
   }
   pid_ = -1;
   if (!exited) return ::testing::AssertionFailure() << "sbxd ignored SIGTERM for 10 s";
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+    return ::testing::AssertionFailure()
+           << "sbxd exited with status " << WEXITSTATUS(status) << " on SIGTERM; log:\n"
+           << LogTail();
+  }
   return ::testing::AssertionSuccess();
 }
 
@@ -196,6 +201,10 @@ void Daemon::Stop() {
       waitpid(pid_, &status, 0);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM) {
       ADD_FAILURE() << "sbxd died of signal " << WTERMSIG(status) << " on SIGTERM; log:\n"
+                    << LogTail();
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+      // A sanitizer's report (at exit: LeakSanitizer) ends it this way too.
+      ADD_FAILURE() << "sbxd exited with status " << WEXITSTATUS(status) << " on SIGTERM; log:\n"
                     << LogTail();
     }
     const double took =
