@@ -34,6 +34,7 @@
 #include "server/api/metrics.h"
 #include "server/api/service.h"
 #include "server/api/shutdown.h"
+#include "server/api/stream_heap.h"
 #include "server/common/file_util.h"
 #include "server/common/status.h"
 #include "server/config/config.h"
@@ -356,6 +357,7 @@ absl::StatusOr<Flags> LoadConfig(const std::string& path, bool path_given,
 }  // namespace
 
 int main(int argc, char** argv) {
+  sbx::api::TuneHeapForStreams();
   CLI::App app{"sbxd: sandbox daemon. Every flag is also a key of the --config file "
                "(docs/sbxd.example.yaml); flags override the file."};
   std::string config_path = sbx::config::kDefaultConfigPath;

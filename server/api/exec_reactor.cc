@@ -15,6 +15,7 @@
 #include "server/api/log.h"
 #include "server/api/metrics.h"
 #include "server/api/status.h"
+#include "server/api/stream_heap.h"
 #include "server/common/status.h"
 #include "server/common/unique_fd.h"
 #include "server/engine/sandbox.h"
@@ -94,7 +95,8 @@ class ExecSession {
   void KillCommand();
   void CloseAll();
 
-  ExecReactor* reactor_;  // null after OnDone
+  StreamHeapUse heap_use_;  // first: the buffers below are freed before it goes
+  ExecReactor* reactor_;    // null after OnDone
   manager::Manager& manager_;
   IoLoop& loop_;
   std::string sandbox_id_;

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "sbx/v1/sandbox.grpc.pb.h"
+#include "server/api/stream_heap.h"
 #include "server/engine/files.h"
 #include "server/manager/manager.h"
 
@@ -45,6 +46,7 @@ class WriteFilesReactor : public grpc::ServerReadReactor<v1::WriteFilesRequest> 
   absl::Status EndFile();
   void Complete(const absl::Status& status);
 
+  StreamHeapUse heap_use_;  // first: the buffers below are freed before it goes
   manager::Manager& manager_;
   const std::string tenant_;
   v1::WriteFilesResponse* const response_;
@@ -72,6 +74,7 @@ class ReadFileReactor : public grpc::ServerWriteReactor<v1::ReadFileResponse> {
   void SendNext();
   void Complete(const absl::Status& status);
 
+  StreamHeapUse heap_use_;  // first: the buffers below are freed before it goes
   std::string sandbox_id_;
   std::string path_;
   std::shared_ptr<engine::SandboxFs> fs_;
