@@ -222,8 +222,22 @@ bool IsNoSpare(const absl::Status& status) {
   return status.GetPayload(kNoSparePayload).has_value();
 }
 
-absl::StatusOr<pid_t> PrepareSpare(const std::string& control_socket,
-                                   const std::vector<int>& cgroup_procs_fds) {
+namespace {
+
+absl::Status SpareFailure(const std::string& reply) {
+  wire::Reader in(reply);
+  uint32_t type = 0, step = 0, error = 0;
+  if (in.U32(&type) && type == wire::kExecFailed && in.U32(&step) && in.U32(&error)) {
+    return ErrnoStatus(static_cast<int>(error),
+                       absl::StrCat("preparing a spare: ", wire::ExecStepName(step)));
+  }
+  return absl::InternalError("unexpected answer from the sandbox init to a spare request");
+}
+
+}  // namespace
+
+absl::StatusOr<PendingSpare> PrepareSpare(const std::string& control_socket,
+                                          const std::vector<int>& cgroup_procs_fds) {
   if (cgroup_procs_fds.empty() || cgroup_procs_fds.size() > wire::kMaxFds) {
     return absl::InternalError("a spare joins between 1 and 8 cgroup.procs files");
   }
@@ -235,15 +249,27 @@ absl::StatusOr<pid_t> PrepareSpare(const std::string& control_socket,
   }
   ASSIGN_OR_RETURN(std::string reply, ReceiveWithTimeout(control.get(), kStartTimeoutMs, nullptr));
   wire::Reader in(reply);
-  uint32_t type = 0, value = 0, error = 0;
-  if (in.U32(&type) && type == wire::kPrepared && in.U32(&value) && in.done()) {
-    return static_cast<pid_t>(value);
+  uint32_t type = 0, pid = 0, joining = 0;
+  if (in.U32(&type) && type == wire::kPrepared && in.U32(&pid) && pid != 0) {
+    PendingSpare pending;
+    pending.pid = static_cast<pid_t>(pid);
+    if (in.done()) return pending;  // an older init: it answers once joined
+    if (in.U32(&joining) && joining == 1 && in.done()) {
+      pending.settle = std::move(control);
+      return pending;
+    }
   }
-  if (type == wire::kExecFailed && in.U32(&value) && in.U32(&error)) {
-    return ErrnoStatus(static_cast<int>(error),
-                       absl::StrCat("preparing a spare: ", wire::ExecStepName(value)));
-  }
-  return absl::InternalError("unexpected answer from the sandbox init to a spare request");
+  return SpareFailure(reply);
+}
+
+absl::Status WaitSpareSettled(PendingSpare& pending) {
+  if (!pending.settle.valid()) return absl::OkStatus();
+  UniqueFd control = std::move(pending.settle);
+  ASSIGN_OR_RETURN(std::string reply, ReceiveWithTimeout(control.get(), kStartTimeoutMs, nullptr));
+  wire::Reader in(reply);
+  uint32_t type = 0;
+  if (in.U32(&type) && type == wire::kSpareSettled && in.done()) return absl::OkStatus();
+  return SpareFailure(reply);
 }
 
 absl::StatusOr<ExecExit> ReadExecExit(int control_fd) {

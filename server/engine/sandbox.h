@@ -153,10 +153,21 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
 // waits there for the next command started with its spare_pid. Joining a
 // cgroup may wait for an RCU grace period in the kernel (milliseconds on
 // an idle host); the spare does it off the exec path. Replaces a spare the
-// init may have. Returns the spare's pid inside the sandbox, once the spare
-// is in that cgroup (so it waits for the join).
-absl::StatusOr<pid_t> PrepareSpare(const std::string& control_socket,
-                                   const std::vector<int>& cgroup_procs_fds);
+// init may have. Returns as soon as the init has forked it: a command can
+// be handed to it (spare_pid) while it joins.
+struct PendingSpare {
+  pid_t pid = 0;  // inside the sandbox
+  // Until the spare has settled (see WaitSpareSettled): the connection on
+  // which the init tells. Not valid when it had settled already.
+  UniqueFd settle;
+};
+absl::StatusOr<PendingSpare> PrepareSpare(const std::string& control_socket,
+                                          const std::vector<int>& cgroup_procs_fds);
+
+// Waits until the spare of `pending` is in its cgroup or has been handed a
+// command; until then the spare counts among the processes of the
+// sandbox's own cgroup. An error: it died before (it is gone).
+absl::Status WaitSpareSettled(PendingSpare& pending);
 
 // True for the error of StartExec with spare_pid when the init has no such
 // spare (none prepared, replaced, or dead): start the command without it.

@@ -38,8 +38,12 @@ enum MsgType : uint32_t {
   // next command ahead of time (fds: that leaf's cgroup.procs files) and
   // waits for it. Joining a cgroup can cost an RCU grace period on the
   // host (milliseconds), which this takes off the exec path. A spare
-  // already there is replaced. Answered with kPrepared (pid) once the
-  // spare is in its leaf, or kExecFailed.
+  // already there is replaced. Answered at once with kPrepared (pid, and
+  // 1: the spare is still joining its leaf), so that the next command can
+  // be handed to it already; then, on the same connection, kSpareSettled
+  // once it is in its leaf or has been handed a command, or kExecFailed if
+  // it died first. (An init from before this answered kPrepared with the
+  // pid alone, once the spare was in its leaf.)
   kPrepare = 13,
   // init -> sbxd. kStarted: pid; fds: [pty master] in tty mode.
   kStarted = 20,
@@ -47,6 +51,7 @@ enum MsgType : uint32_t {
   kExited = 22,
   kPong = 23,
   kPrepared = 24,
+  kSpareSettled = 25,
   // init -> spare: run this command. Fields: pty name ("" without a
   // terminal), then the kExec message. fds: [error pipe write end, stdin,
   // stdout, stderr] (the last three not in tty mode).

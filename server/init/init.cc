@@ -259,8 +259,10 @@ void ClearSignalMask() {
   // stays open here.
   CloseAllExcept({0, 1, 2, sock});
   // Until now this process counted among the sandbox's own (sbxd's usage
-  // leaves out only a spare in its leaf): the init answers sbxd after this.
-  if (wire::Send(sock, wire::Writer(wire::kSpareReady).data()) != 0) ::_exit(0);
+  // leaves out only a spare in its leaf): the init tells sbxd after this.
+  // It may have handed us a command already and closed its end: the
+  // command is queued here all the same, so a failed send is no reason to go.
+  wire::Send(sock, wire::Writer(wire::kSpareReady).data());
   std::string msg;
   int fds[wire::kMaxFds];
   size_t nfds = 0;
@@ -313,15 +315,16 @@ class Server {
   void PrepareSpare(int conn, int* fds, size_t nfds);
   // The spare's socket is readable: it is ready (or died before).
   void OnSpareReadable();
-  // Answers the kPrepare waiting for the spare, if any, with `err` (0: the
-  // spare's pid).
+  // Gives the kPrepare waiting for the spare to settle, if any, its second
+  // answer: kSpareSettled, or kExecFailed with `err`.
   void AnswerPrepare(int err);
   // Ends the spare (`reaped`: it is dead and waited for already).
   void DropSpare(bool reaped = false);
-  // Hands the command to the spare `expected`: 0 and its pid, or ESRCH
-  // when there is no such spare.
+  // Hands the command to the spare `expected`: 0, its pid and our end of
+  // its socket (*sock, to be closed once the command has exec'd or failed),
+  // or ESRCH when there is no such spare.
   int RunInSpare(pid_t expected, const std::string& msg, const char* pty_name, int err_pipe,
-                 const int* stdio, pid_t* pid);
+                 const int* stdio, pid_t* pid, int* sock);
 
   int control_;
   int epoll_ = -1;
@@ -330,8 +333,8 @@ class Server {
   std::map<pid_t, Exec*> by_pid_;
   pid_t spare_pid_ = 0;  // 0: no spare
   int spare_sock_ = -1;
-  // The connection whose kPrepare waits for the spare to be ready; -1: none
-  // (the spare, if any, is ready).
+  // The connection whose kPrepare waits for the spare to settle (join its
+  // leaf); -1: none (the spare, if any, is in its leaf).
   int spare_waiter_ = -1;
 };
 
@@ -342,9 +345,7 @@ void Server::AnswerPrepare(int err) {
   if (err != 0) {
     SendFailure(conn, wire::kExecStepSpare, err);
   } else {
-    wire::Writer w(wire::kPrepared);
-    w.U32(static_cast<uint32_t>(spare_pid_));
-    wire::Send(conn, w.data());
+    wire::Send(conn, wire::Writer(wire::kSpareSettled).data());
   }
   CloseConn(conn);
 }
@@ -401,9 +402,17 @@ void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
   }
   spare_pid_ = pid;
   spare_sock_ = pair[0];
+  // Its pid at once: the next command can be handed to it while it joins.
+  wire::Writer w(wire::kPrepared);
+  w.U32(static_cast<uint32_t>(pid)).U32(1);
+  if (wire::Send(conn, w.data()) != 0) {
+    DropSpare();
+    CloseConn(conn);
+    return;
+  }
   spare_waiter_ = conn;
-  // Answered when the spare says it is ready: joining its leaf can wait
-  // for milliseconds, which this loop does not.
+  // Settled when the spare says it is in its leaf: joining can wait for
+  // milliseconds, which this loop does not.
   struct epoll_event ev = {};
   ev.events = EPOLLIN;
   ev.data.fd = spare_sock_;
@@ -411,8 +420,10 @@ void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
 }
 
 int Server::RunInSpare(pid_t expected, const std::string& msg, const char* pty_name,
-                       int err_pipe, const int* stdio, pid_t* pid) {
-  if (spare_pid_ == 0 || spare_pid_ != expected || spare_waiter_ >= 0) return ESRCH;
+                       int err_pipe, const int* stdio, pid_t* pid, int* sock) {
+  if (spare_pid_ == 0 || spare_pid_ != expected) return ESRCH;
+  // A spare still joining its leaf takes the command all the same: it reads
+  // it once it is in, which is sooner than a new child could join.
   wire::Writer w(wire::kSpareRun);
   w.Str(pty_name != nullptr ? pty_name : "").Str(msg);
   int fds[4] = {err_pipe, -1, -1, -1};
@@ -425,13 +436,21 @@ int Server::RunInSpare(pid_t expected, const std::string& msg, const char* pty_n
   // dies before it reads the request closes the error pipe with it, and its
   // exit is then reported as the command's.
   const pid_t spare = spare_pid_;
-  ::close(spare_sock_);
+  const int spare_sock = spare_sock_;
+  ::epoll_ctl(epoll_, EPOLL_CTL_DEL, spare_sock, nullptr);
   spare_pid_ = 0;
   spare_sock_ = -1;
   if (err != 0) {
+    ::close(spare_sock);
     ::kill(spare, SIGKILL);
+    AnswerPrepare(ECHILD);
     return ESRCH;
   }
+  AnswerPrepare(0);  // settled: it is the command's now
+  // Not closed yet: a spare still joining may have its "ready" unread in
+  // our end, and closing an end with unread data resets the other, which
+  // would lose the command queued for it.
+  *sock = spare_sock;
   *pid = spare;
   return 0;
 }
@@ -518,11 +537,12 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
   int64_t started = NowUs();
   pid_t pid = -1;
   int start_err = 0;
+  int spare_sock = -1;
   uint32_t start_step = wire::kExecStepFork;
   if (req.spare_pid != 0) {
     start_step = wire::kExecStepSpare;
     start_err = RunInSpare(static_cast<pid_t>(req.spare_pid), msg, req.tty ? pty_name : nullptr,
-                           err_pipe[1], fds, &pid);
+                           err_pipe[1], fds, &pid, &spare_sock);
   } else {
     pid = ::fork();
     if (pid == 0) {
@@ -548,6 +568,7 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
     n = ::read(err_pipe[0], &child_error, sizeof(child_error));
   } while (n < 0 && errno == EINTR);
   ::close(err_pipe[0]);
+  if (spare_sock >= 0) ::close(spare_sock);  // it has read the command, or died
   if (n == sizeof(child_error)) {
     int status;
     ::waitpid(pid, &status, 0);

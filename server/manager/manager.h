@@ -202,7 +202,7 @@ class Manager {
   void MakeSpareFor(const std::shared_ptr<Record>& record);
   struct Spare {
     std::unique_ptr<engine::Cgroup> leaf;
-    pid_t pid = 0;  // inside the sandbox
+    engine::PendingSpare pending;  // its pid inside the sandbox, and whether it joined
   };
   // A new leaf below `sandbox_cgroup` and the init (of the sandbox in
   // `dir`) forking its spare into it.

@@ -47,8 +47,9 @@ struct Manager::Record {
   uint64_t watch_token = 0; // 0 when its pidfd is not watched
 
   // Held while a spare process is made outside op_mu (the worker's
-  // MakeSpareFor): the spare counts among the sandbox's processes before it
-  // is recorded below, so usage, which leaves it out, waits for it.
+  // MakeSpareFor), until it has joined its leaf: before that it counts
+  // among the sandbox's own processes, so usage, which leaves out a spare
+  // in its leaf, waits for it. Exec may take it meanwhile (spare_leaf).
   absl::Mutex spare_mu;
   // Serializes the operations that touch the kernel objects below: create,
   // destroy, set limits, usage, reclaiming a dead init.

@@ -174,15 +174,37 @@ void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
     Log().debug("sandbox {}: no spare process: {}", record->id, spare.status().ToString());
     return;
   }
+  const pid_t pid = spare->pending.pid;
+  bool installed = false;
   {
     absl::MutexLock op_lock(&record->op_mu);
     if (running() && record->cgroup && !record->spare_leaf) {
       record->spare_leaf = std::move(spare->leaf);
-      record->spare_pid = spare->pid;
-      return;
+      record->spare_pid = pid;
+      installed = true;
     }
   }
-  RemoveCommandLeaf(record->id, std::move(spare->leaf), /*kill_rest=*/true);
+  if (!installed) {
+    // Closing the connection on which it is pending has the init kill it
+    // first; the removal kills whatever is in the leaf all the same.
+    spare->pending.settle.reset();
+    RemoveCommandLeaf(record->id, std::move(spare->leaf), /*kill_rest=*/true);
+    return;
+  }
+  // Exec can hand the next command to the spare from now on; Get waits
+  // (spare_mu) until it has joined its leaf, where usage leaves it out.
+  absl::Status settled = engine::WaitSpareSettled(spare->pending);
+  if (settled.ok()) return;
+  Log().debug("sandbox {}: spare process died: {}", record->id, settled.ToString());
+  std::unique_ptr<engine::Cgroup> leaf;
+  {
+    absl::MutexLock op_lock(&record->op_mu);
+    if (record->spare_pid == pid && record->spare_leaf) {  // not handed out meanwhile
+      leaf = std::move(record->spare_leaf);
+      record->spare_pid = 0;
+    }
+  }
+  if (leaf) RemoveCommandLeaf(record->id, std::move(leaf), /*kill_rest=*/true);
 }
 
 absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup,
@@ -191,19 +213,19 @@ absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup
   ASSIGN_OR_RETURN(spare.leaf, sandbox_cgroup.CreateSub(absl::StrCat(
                                    "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
   absl::StatusOr<std::vector<UniqueFd>> files = spare.leaf->OpenProcsFiles();
-  absl::StatusOr<pid_t> pid = absl::UnknownError("no cgroup.procs files");
+  absl::StatusOr<engine::PendingSpare> pending = absl::UnknownError("no cgroup.procs files");
   if (files.ok()) {
     std::vector<int> fds;
     for (const UniqueFd& fd : *files) fds.push_back(fd.get());
-    pid = engine::PrepareSpare(engine::ControlSocketPath(dir), fds);
+    pending = engine::PrepareSpare(engine::ControlSocketPath(dir), fds);
   } else {
-    pid = files.status();
+    pending = files.status();
   }
-  if (!pid.ok()) {
+  if (!pending.ok()) {
     spare.leaf->Remove().IgnoreError();
-    return pid.status();
+    return pending.status();
   }
-  spare.pid = *pid;
+  spare.pending = std::move(*pending);
   return spare;
 }
 
@@ -211,8 +233,14 @@ absl::Status Manager::PrepareSpareLocked(Record& record) {
   if (record.spare_leaf) return absl::OkStatus();
   if (!record.cgroup) return absl::FailedPreconditionError("the sandbox has no cgroup");
   ASSIGN_OR_RETURN(Spare spare, MakeSpare(*record.cgroup, record.dir));
+  // Handed out in its leaf: the caller's first Get sees the usage of its
+  // own processes alone.
+  if (absl::Status settled = engine::WaitSpareSettled(spare.pending); !settled.ok()) {
+    spare.leaf->Remove().IgnoreError();
+    return settled;
+  }
   record.spare_leaf = std::move(spare.leaf);
-  record.spare_pid = spare.pid;
+  record.spare_pid = spare.pending.pid;
   return absl::OkStatus();
 }
 
