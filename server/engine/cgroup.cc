@@ -211,8 +211,8 @@ absl::Status RemoveCgroupTree(const std::string& dir) {
   return RemoveCgroupDir(dir);
 }
 
-absl::StatusOr<UniqueFd> OpenForWriting(const std::string& dir, const std::string& file) {
-  const std::string path = JoinPath(dir, file);
+absl::StatusOr<UniqueFd> OpenProcsFile(const std::string& dir) {
+  const std::string path = JoinPath(dir, "cgroup.procs");
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return ErrnoStatus(errno, absl::StrCat("opening ", path));
   return fd;

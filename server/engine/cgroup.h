@@ -101,19 +101,11 @@ class Cgroup {
   // controllers for children first on v2.
   virtual absl::StatusOr<std::unique_ptr<Cgroup>> CreateSub(std::string_view name) = 0;
 
-  // Opens, for writing, the file(s) through which a process joins this
-  // cgroup by writing "0" to each: cgroup.procs on v2, each hierarchy's
-  // `tasks` on v1. sbxd passes them to a sandbox's init so that a command
-  // (or the spare waiting for it) joins its leaf before exec. The kernel
-  // checks permissions against the opener (sbxd), not the writer.
-  //
-  // The writer must be single-threaded, as everything the init forks is: on
-  // v1, `tasks` moves the writing thread alone. That is also why it is
-  // used: moving the current thread alone skips the kernel's global
-  // cgroup_threadgroup_rwsem, whose write side (taken by any write to
-  // cgroup.procs) waits for an RCU grace period when no other move happened
-  // in the last few ms: 7 ms on average here, up to 30 ms, against 0.04 ms.
-  virtual absl::StatusOr<std::vector<UniqueFd>> OpenJoinFiles() = 0;
+  // Opens this cgroup's cgroup.procs file(s) for writing (one per hierarchy
+  // on v1). A process that writes "0" to each joins this cgroup; sbxd passes
+  // them to a sandbox's init so that a command joins its leaf before exec.
+  // The kernel checks permissions against the opener (sbxd), not the writer.
+  virtual absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() = 0;
 };
 
 class CgroupManager {

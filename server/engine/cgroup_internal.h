@@ -70,8 +70,8 @@ absl::StatusOr<std::vector<pid_t>> ReadPidsRecursive(const std::string& dir);
 // Removes the cgroup `dir` and every cgroup below it, deepest first.
 absl::Status RemoveCgroupTree(const std::string& dir);
 
-// Opens `dir`/`file` for writing (close-on-exec).
-absl::StatusOr<UniqueFd> OpenForWriting(const std::string& dir, const std::string& file);
+// Opens `dir`/cgroup.procs for writing (close-on-exec).
+absl::StatusOr<UniqueFd> OpenProcsFile(const std::string& dir);
 
 // Names of the sub-directories of `dir` (the child cgroups), sorted.
 absl::StatusOr<std::vector<std::string>> ListSubdirs(const std::string& dir);

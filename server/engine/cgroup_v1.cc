@@ -122,10 +122,10 @@ class CgroupV1 : public Cgroup {
     return std::make_unique<CgroupV1>(absl::StrCat(name_, "/", name), std::move(dirs));
   }
 
-  absl::StatusOr<std::vector<UniqueFd>> OpenJoinFiles() override {
+  absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() override {
     std::vector<UniqueFd> fds;
     for (const std::string& dir : dirs_.Unique()) {
-      ASSIGN_OR_RETURN(UniqueFd fd, OpenForWriting(dir, "tasks"));
+      ASSIGN_OR_RETURN(UniqueFd fd, OpenProcsFile(dir));
       fds.push_back(std::move(fd));
     }
     return fds;

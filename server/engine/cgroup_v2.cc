@@ -115,8 +115,8 @@ class CgroupV2 : public Cgroup {
     return std::make_unique<CgroupV2>(absl::StrCat(name_, "/", name), dir, controllers_);
   }
 
-  absl::StatusOr<std::vector<UniqueFd>> OpenJoinFiles() override {
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenForWriting(dir_, "cgroup.procs"));
+  absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() override {
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenProcsFile(dir_));
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(fd));
     return fds;

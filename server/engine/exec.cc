@@ -151,12 +151,12 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
   request.fsize_bytes = options.fsize_bytes;
   request.stack_bytes = options.stack_bytes;
   request.open_files = options.open_files;
-  request.cgroup_fds = static_cast<uint32_t>(options.cgroup_join_fds.size());
+  request.cgroup_fds = static_cast<uint32_t>(options.cgroup_procs_fds.size());
   request.spare_pid = static_cast<uint32_t>(options.spare_pid);
-  if (options.spare_pid != 0 && !options.cgroup_join_fds.empty()) {
+  if (options.spare_pid != 0 && !options.cgroup_procs_fds.empty()) {
     return absl::InternalError("a command in the spare joins no cgroup");
   }
-  if (options.cgroup_join_fds.size() + 3 > wire::kMaxFds) {
+  if (options.cgroup_procs_fds.size() + 3 > wire::kMaxFds) {
     return absl::InternalError("too many cgroup files for one exec request");
   }
   request.cwd = options.cwd;
@@ -181,8 +181,8 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
     ASSIGN_OR_RETURN(err_pipe, MakePipe());
     send_fds = {in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get()};
   }
-  send_fds.insert(send_fds.end(), options.cgroup_join_fds.begin(),
-                  options.cgroup_join_fds.end());
+  send_fds.insert(send_fds.end(), options.cgroup_procs_fds.begin(),
+                  options.cgroup_procs_fds.end());
   int err = wire::Send(channel.control.get(), msg, send_fds.data(), send_fds.size());
   if (!options.tty) {
     // The init holds the child ends now; ours go at return, so that EOF
@@ -237,13 +237,13 @@ absl::Status SpareFailure(const std::string& reply) {
 }  // namespace
 
 absl::StatusOr<PendingSpare> PrepareSpare(const std::string& control_socket,
-                                          const std::vector<int>& cgroup_join_fds) {
-  if (cgroup_join_fds.empty() || cgroup_join_fds.size() > wire::kMaxFds) {
-    return absl::InternalError("a spare joins its leaf through between 1 and 8 files");
+                                          const std::vector<int>& cgroup_procs_fds) {
+  if (cgroup_procs_fds.empty() || cgroup_procs_fds.size() > wire::kMaxFds) {
+    return absl::InternalError("a spare joins between 1 and 8 cgroup.procs files");
   }
   ASSIGN_OR_RETURN(UniqueFd control, ConnectSeqpacket(control_socket));
   const std::string msg = wire::Writer(wire::kPrepare).data();
-  if (int err = wire::Send(control.get(), msg, cgroup_join_fds.data(), cgroup_join_fds.size());
+  if (int err = wire::Send(control.get(), msg, cgroup_procs_fds.data(), cgroup_procs_fds.size());
       err != 0) {
     return ErrnoStatus(err, "asking the sandbox init for a spare");
   }

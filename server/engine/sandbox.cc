@@ -155,14 +155,6 @@ absl::StatusOr<SandboxProcess> Spawner::SpawnLocked(const SandboxConfig& config,
   if (::mkdir(root_path.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoStatus(errno, absl::StrCat("creating ", root_path));
   }
-  // The init lives in the leaf "init" of the sandbox's cgroup tree (see
-  // Cgroup::CreateSub); commands get leaves of their own. It joins the leaf
-  // itself, through these files, once released below.
-  ASSIGN_OR_RETURN(std::unique_ptr<Cgroup> leaf, cgroup.CreateSub(kInitCgroup));
-  ASSIGN_OR_RETURN(std::vector<UniqueFd> join_files, leaf->OpenJoinFiles());
-  if (join_files.size() + 3 > wire::kMaxFds) {
-    return absl::InternalError("too many cgroup files for the sandbox init");
-  }
   ASSIGN_OR_RETURN(UniqueFd listener, ListenSeqpacket(ControlSocketPath(config.dir)));
   int sync_pipe[2], ready_pipe[2];
   if (::pipe2(sync_pipe, O_CLOEXEC) != 0) return ErrnoStatus(errno, "creating a pipe");
@@ -172,16 +164,13 @@ absl::StatusOr<SandboxProcess> Spawner::SpawnLocked(const SandboxConfig& config,
 
   wire::SpawnRequest request{config.id, root_path, config.tmp_bytes, config.work_bytes,
                              config.shm_bytes};
-  std::vector<int> fds = {listener.get(), sync_read.get(), ready_write.get()};
-  for (const UniqueFd& fd : join_files) fds.push_back(fd.get());
-  if (int err = wire::Send(channel_.get(), wire::EncodeSpawn(request), fds.data(), fds.size());
-      err != 0) {
+  const int fds[3] = {listener.get(), sync_read.get(), ready_write.get()};
+  if (int err = wire::Send(channel_.get(), wire::EncodeSpawn(request), fds, 3); err != 0) {
     return ErrnoStatus(err, "sending a spawn request to the spawner");
   }
   listener.reset();
   sync_read.reset();
   ready_write.reset();
-  join_files.clear();
 
   std::string reply;
   int reply_fds[wire::kMaxFds];
@@ -209,6 +198,12 @@ absl::StatusOr<SandboxProcess> Spawner::SpawnLocked(const SandboxConfig& config,
   // "From the parent" steps; on failure the init is killed (closing the sync
   // pipe alone also makes it exit).
   absl::Status status = WriteIdMaps(process.pid, config.host_id_base);
+  if (status.ok()) {
+    // The init lives in the leaf "init" of the sandbox's cgroup tree (see
+    // Cgroup::CreateSub); commands get leaves of their own.
+    absl::StatusOr<std::unique_ptr<Cgroup>> leaf = cgroup.CreateSub(kInitCgroup);
+    status = leaf.ok() ? (*leaf)->AddProcess(process.pid) : leaf.status();
+  }
   if (status.ok()) {
     auto start = ReadStartTime(process.pid);
     if (start.ok()) process.start_time = *start;

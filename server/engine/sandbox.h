@@ -117,11 +117,11 @@ struct ExecOptions {
   int64_t fsize_bytes = 0;
   int64_t stack_bytes = 0;
   int64_t open_files = 0;
-  // The command's own cgroup (Cgroup::OpenJoinFiles of its leaf): it joins
+  // The command's own cgroup (Cgroup::OpenProcsFiles of its leaf): it joins
   // it before exec. Not owned; may be empty.
-  std::vector<int> cgroup_join_fds;
+  std::vector<int> cgroup_procs_fds;
   // Nonzero: run in the sandbox's spare with this pid (see PrepareSpare),
-  // which sits in the command's leaf already; cgroup_join_fds must then be
+  // which sits in the command's leaf already; cgroup_procs_fds must then be
   // empty.
   pid_t spare_pid = 0;
 };
@@ -149,10 +149,10 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
                                       const ExecOptions& options);
 
 // Has the init fork its spare: a process that joins the cgroup whose
-// join files are `cgroup_join_fds` (not owned) ahead of time and
+// cgroup.procs files are `cgroup_procs_fds` (not owned) ahead of time and
 // waits there for the next command started with its spare_pid. Joining a
 // cgroup may wait for an RCU grace period in the kernel (milliseconds on
-// an idle v2 host); the spare does it off the exec path. Replaces a spare the
+// an idle host); the spare does it off the exec path. Replaces a spare the
 // init may have. Returns as soon as the init has forked it: a command can
 // be handed to it (spare_pid) while it joins.
 struct PendingSpare {
@@ -162,7 +162,7 @@ struct PendingSpare {
   UniqueFd settle;
 };
 absl::StatusOr<PendingSpare> PrepareSpare(const std::string& control_socket,
-                                          const std::vector<int>& cgroup_join_fds);
+                                          const std::vector<int>& cgroup_procs_fds);
 
 // Waits until the spare of `pending` is in its cgroup or has been handed a
 // command; until then the spare counts among the processes of the

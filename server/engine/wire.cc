@@ -16,8 +16,7 @@ const char* SetupStepName(uint32_t step) {
       "making mounts private", "mounting the root tmpfs", "mounting /usr",
       "building /etc", "mounting /proc", "building /dev",
       "mounting /tmp and /work", "pivot_root", "setting up signals",
-      "opening the sandbox directory", "dropping the capability bounding set",
-      "joining its cgroup"};
+      "opening the sandbox directory", "dropping the capability bounding set"};
   return step < kStepCount ? kNames[step] : "unknown step";
 }
 

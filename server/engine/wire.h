@@ -24,23 +24,20 @@ inline constexpr size_t kMaxMessage = 256 * 1024;
 inline constexpr size_t kMaxFds = 8;
 
 enum MsgType : uint32_t {
-  // sbxd -> spawner. fds: [control listen socket, sync read end, ready write
-  // end], then the files through which the init joins its cgroup leaf
-  // (Cgroup::OpenJoinFiles), which it does once sbxd says go.
+  // sbxd -> spawner. fds: [control listen socket, sync read end, ready write end]
   kSpawn = 1,
   // spawner -> sbxd. kSpawned: pid; fds: [pidfd]. kSpawnFailed: errno.
   kSpawned = 2,
   kSpawnFailed = 3,
   // sbxd -> init. kExec fds: [stdin read, stdout write, stderr write] (none
-  // in tty mode), then `cgroup_fds` files through which to join a cgroup
-  // (Cgroup::OpenJoinFiles).
+  // in tty mode), then `cgroup_fds` cgroup.procs files to join.
   kExec = 10,
   kSignal = 11,
   kPing = 12,
   // sbxd -> init: fork the spare, a child that joins the cgroup leaf of the
-  // next command ahead of time (fds: that leaf's join files) and
+  // next command ahead of time (fds: that leaf's cgroup.procs files) and
   // waits for it. Joining a cgroup can cost an RCU grace period on the
-  // host (milliseconds, on v2), which this takes off the exec path. A spare
+  // host (milliseconds), which this takes off the exec path. A spare
   // already there is replaced. Answered at once with kPrepared (pid, and
   // 1: the spare is still joining its leaf), so that the next command can
   // be handed to it already; then, on the same connection, kSpareSettled
@@ -83,7 +80,6 @@ enum SetupStep : uint32_t {
   kStepSignals,
   kStepRootDir,
   kStepBoundingSet,
-  kStepCgroupJoin,
   kStepCount,
 };
 const char* SetupStepName(uint32_t step);

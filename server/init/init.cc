@@ -235,15 +235,12 @@ void ClearSignalMask() {
 //
 // A child forked ahead of time that has joined the next command's cgroup
 // leaf (and unshared its cgroup namespace there) and waits for the command.
-// On v2, joining a cgroup takes the kernel's cgroup_threadgroup_rwsem for
-// writing, which waits for an RCU grace period unless another move happened
-// just before: 5-10 ms on an idle host. The spare pays it off the exec path.
-// (On v1 the join goes through `tasks`, which skips that lock; the spare
-// still takes the seccomp filter's compilation off the exec path.)
+// Joining a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing,
+// which waits for an RCU grace period unless another move happened just
+// before: 5-10 ms on an idle host. The spare pays it off the exec path.
 
 // Runs in the forked spare; never returns. `sock` is its end of the
-// socketpair with the init; `cgroup_fds` the leaf's join files
-// (Cgroup::OpenJoinFiles).
+// socketpair with the init; `cgroup_fds` the leaf's cgroup.procs files.
 [[noreturn]] void RunSpare(int sock, const int* cgroup_fds, size_t ncgroup) {
   // A failure here is reported to the command it was meant for, as it would
   // have been without a spare.
@@ -733,9 +730,7 @@ void Server::Run() {
   // credentials are still host root's (sbxd's directories are 0700 root).
   fds.root_dir = ::open(request.root_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fds.root_dir < 0) FailSetup(fds.ready, wire::kStepRootDir, errno);
-  std::vector<int> keep = {fds.control, fds.sync, fds.ready, fds.root_dir};
-  keep.insert(keep.end(), fds.cgroup, fds.cgroup + fds.ncgroup);
-  CloseAllExcept(std::move(keep));
+  CloseAllExcept({fds.control, fds.sync, fds.ready, fds.root_dir});
   const int ready = fds.ready;
   // Occupy 0-2 so that no later descriptor lands there by accident.
   for (int i = 0; i < 3; ++i) {
@@ -749,19 +744,13 @@ void Server::Run() {
   } while (n < 0 && errno == EINTR);
   if (n != 1 || go != 'g') ::_exit(1);  // sbxd gave up on us
   ::close(fds.sync);
-  // Into our cgroup leaf before anything is charged to us, by our own hand:
-  // single-threaded, as we are, that is the cheap way in (InitFds).
-  for (size_t i = 0; i < fds.ncgroup; ++i) {
-    if (::write(fds.cgroup[i], "0", 1) != 1) FailSetup(ready, wire::kStepCgroupJoin, errno);
-    ::close(fds.cgroup[i]);
-  }
 
   // sbxd has mapped root inside to the sandbox's host range; become it.
   if (::setresgid(0, 0, 0) != 0 || ::setgroups(0, nullptr) != 0 ||
       ::setresuid(0, 0, 0) != 0) {
     FailSetup(ready, wire::kStepIdentity, errno);
   }
-  // Now that we are in our cgroup, make it our cgroup root.
+  // Now that sbxd has moved us into our cgroup, make it our cgroup root.
   if (::unshare(CLONE_NEWCGROUP) != 0) FailSetup(ready, wire::kStepCgroupNs, errno);
   if (::sethostname(request.id.data(), request.id.size()) != 0) {
     FailSetup(ready, wire::kStepHostname, errno);

@@ -22,14 +22,9 @@ int RunSpawner(int channel);
 // File descriptors a sandbox init receives from sbxd through the spawner.
 struct InitFds {
   int control = -1;  // listening control socket
-  int sync = -1;     // read end: one byte from sbxd once the id maps are set
+  int sync = -1;     // read end: one byte from sbxd once maps and cgroup are set
   int ready = -1;    // write end: the SetupReport
   int root_dir = -1; // opened by the init itself: the new root's mount point
-  // Its cgroup leaf's join files (Cgroup::OpenJoinFiles), written "0" to
-  // by the init itself after the go: on v1 that skips the kernel's global
-  // lock that a move by pid takes (an RCU grace period after a pause).
-  int cgroup[wire::kMaxFds] = {};
-  size_t ncgroup = 0;
 };
 
 // Runs in the cloned child; never returns.

@@ -32,13 +32,12 @@ void ReplyFailure(int channel, int err) {
 void HandleSpawn(int channel, const std::string& msg, const int* fds, size_t nfds) {
   wire::SpawnRequest request;
   wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
-  if (nfds < 3 || !wire::DecodeSpawn(in, &request)) {
+  if (nfds != 3 || !wire::DecodeSpawn(in, &request)) {
     CloseAll(fds, nfds);
     ReplyFailure(channel, EPROTO);
     return;
   }
   InitFds init_fds{fds[0], fds[1], fds[2], -1};
-  for (size_t i = 3; i < nfds; ++i) init_fds.cgroup[init_fds.ncgroup++] = fds[i];
   long pid = ::syscall(SYS_clone, kNamespaceFlags | SIGCHLD, nullptr, nullptr,
                        nullptr, nullptr);
   if (pid == 0) {

@@ -668,7 +668,7 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
     std::vector<UniqueFd> procs_files;
     absl::Status prepared = leaf->SetLimits(leaf_limits);
     if (prepared.ok()) {
-      absl::StatusOr<std::vector<UniqueFd>> files = leaf->OpenJoinFiles();
+      absl::StatusOr<std::vector<UniqueFd>> files = leaf->OpenProcsFiles();
       if (files.ok()) procs_files = std::move(*files);
       prepared = files.status();
     }
@@ -676,7 +676,7 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
       leaf->Remove().IgnoreError();
       return Annotate(prepared, "preparing the command's cgroup");
     }
-    for (const UniqueFd& fd : procs_files) options.cgroup_join_fds.push_back(fd.get());
+    for (const UniqueFd& fd : procs_files) options.cgroup_procs_fds.push_back(fd.get());
     channel = engine::StartExec(control_socket, options);
     if (channel.ok()) {
       channel->cgroup = std::move(leaf);

@@ -212,8 +212,8 @@ absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup
   Spare spare;
   ASSIGN_OR_RETURN(spare.leaf, sandbox_cgroup.CreateSub(absl::StrCat(
                                    "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
-  absl::StatusOr<std::vector<UniqueFd>> files = spare.leaf->OpenJoinFiles();
-  absl::StatusOr<engine::PendingSpare> pending = absl::UnknownError("no join files");
+  absl::StatusOr<std::vector<UniqueFd>> files = spare.leaf->OpenProcsFiles();
+  absl::StatusOr<engine::PendingSpare> pending = absl::UnknownError("no cgroup.procs files");
   if (files.ok()) {
     std::vector<int> fds;
     for (const UniqueFd& fd : *files) fds.push_back(fd.get());

@@ -384,7 +384,7 @@ TEST(CgroupV2RealTest, ProcessJoinsLeafThroughProcsFileOpenedByDaemon) {
   ASSERT_TRUE(init.ok()) << init.status();
   absl::StatusOr<std::unique_ptr<Cgroup>> leaf = (*box)->CreateSub("x1");
   ASSERT_TRUE(leaf.ok()) << leaf.status();
-  absl::StatusOr<std::vector<UniqueFd>> fds = (*leaf)->OpenJoinFiles();
+  absl::StatusOr<std::vector<UniqueFd>> fds = (*leaf)->OpenProcsFiles();
   ASSERT_TRUE(fds.ok()) << fds.status();
   ASSERT_EQ(fds->size(), 1u);
 
