@@ -2,15 +2,19 @@
 // and once against the real v1 hierarchies of the host when it has them.
 #include <linux/magic.h>
 #include <sys/statfs.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/engine/cgroup.h"
@@ -377,23 +381,33 @@ class Worker {
   int ready_[2] = {-1, -1};
 };
 
-TEST(CgroupV1RealTest, LimitsUsageKillAndRemoveOnThisHost) {
-  if (std::string why = RealV1Unavailable(); !why.empty()) GTEST_SKIP() << why;
+// On the host's own v1 hierarchies, below a parent of the test's own.
+class CgroupV1RealTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string why = RealV1Unavailable(); !why.empty()) GTEST_SKIP() << why;
+    CgroupOptions options;
+    options.version = "auto";
+    options.parent = parent_name_;
+    absl::StatusOr<std::unique_ptr<CgroupManager>> manager = CgroupManager::Create(options);
+    ASSERT_TRUE(manager.ok()) << manager.status();
+    manager_ = std::move(*manager);
+    parents_ = manager_->ParentPaths();
+    ASSERT_EQ(manager_->version(), CgroupVersion::kV1);
+    ASSERT_GE(parents_.size(), 3u);
+  }
+  // Whatever happened, leave no cgroup behind.
+  void TearDown() override {
+    for (const std::string& dir : parents_) ::rmdir(dir.c_str());
+  }
 
-  CgroupOptions options;
-  options.version = "auto";
-  options.parent = absl::StrCat("sbx-unit-", ::getpid());
-  absl::StatusOr<std::unique_ptr<CgroupManager>> manager = CgroupManager::Create(options);
-  ASSERT_TRUE(manager.ok()) << manager.status();
-  const std::vector<std::string> parents = (*manager)->ParentPaths();
-  // Whatever happens below, leave no cgroup behind.
-  absl::Cleanup remove_parents = [&] {
-    for (const std::string& dir : parents) ::rmdir(dir.c_str());
-  };
-  ASSERT_EQ((*manager)->version(), CgroupVersion::kV1);
-  ASSERT_GE(parents.size(), 3u);
+  const std::string parent_name_ = absl::StrCat("sbx-unit-", ::getpid());
+  std::unique_ptr<CgroupManager> manager_;
+  std::vector<std::string> parents_;
+};
 
-  absl::StatusOr<std::unique_ptr<Cgroup>> created = (*manager)->CreateChild("box");
+TEST_F(CgroupV1RealTest, LimitsUsageKillAndRemoveOnThisHost) {
+  absl::StatusOr<std::unique_ptr<Cgroup>> created = manager_->CreateChild("box");
   ASSERT_TRUE(created.ok()) << created.status();
   Cgroup& cgroup = **created;
   const std::vector<std::string> paths = cgroup.Paths();
@@ -443,13 +457,77 @@ TEST(CgroupV1RealTest, LimitsUsageKillAndRemoveOnThisHost) {
   const int status = worker.Reap();
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
-  EXPECT_TRUE((*manager)->RemoveParentIfEmpty().ok());
+  EXPECT_TRUE(manager_->RemoveParentIfEmpty().ok());
   for (const std::string& dir : paths) EXPECT_FALSE(Exists(dir)) << dir;
-  for (const std::string& dir : parents) EXPECT_FALSE(Exists(dir)) << dir;
+  for (const std::string& dir : parents_) EXPECT_FALSE(Exists(dir)) << dir;
 }
 
-TEST(CgroupV1RealTest, DetectsV1OnHybridHost) {
-  if (std::string why = RealV1Unavailable(); !why.empty()) GTEST_SKIP() << why;
+// A command (or spare) joins its leaf itself, by writing "0" to the
+// cgroup.procs files sbxd opened, one per hierarchy.
+TEST_F(CgroupV1RealTest, ProcessJoinsLeafThroughProcsFilesOnThisHost) {
+  absl::StatusOr<std::unique_ptr<Cgroup>> box = manager_->CreateChild("box");
+  ASSERT_TRUE(box.ok()) << box.status();
+  absl::StatusOr<std::unique_ptr<Cgroup>> leaf = (*box)->CreateSub("x1");
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+  const std::vector<std::string> box_paths = (*box)->Paths();
+  absl::Cleanup remove_box = [&] {
+    (void)(*box)->KillAll(1000);
+    (void)(*box)->Remove();
+  };
+  absl::StatusOr<std::vector<UniqueFd>> fds = (*leaf)->OpenProcsFiles();
+  ASSERT_TRUE(fds.ok()) << fds.status();
+  // memory, cpu and cpuacct (co-mounted here or not), pids.
+  ASSERT_EQ(fds->size(), (*leaf)->Paths().size());
+  ASSERT_GE(fds->size(), 3u);
+  // cgroup.procs, not `tasks`: a thread-wise join left fork bombs
+  // unkillable for seconds under load (see Cgroup::OpenProcsFiles).
+  for (const UniqueFd& fd : *fds) {
+    char target[PATH_MAX] = {};
+    const std::string link = absl::StrCat("/proc/self/fd/", fd.get());
+    ASSERT_GT(::readlink(link.c_str(), target, sizeof(target) - 1), 0) << link;
+    EXPECT_TRUE(absl::EndsWith(target, "/box/x1/cgroup.procs")) << target;
+  }
+
+  int done[2];
+  ASSERT_EQ(::pipe2(done, O_CLOEXEC), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    for (const UniqueFd& fd : *fds) {
+      if (::write(fd.get(), "0", 1) != 1) ::_exit(2);
+    }
+    if (::write(done[1], "d", 1) != 1) ::_exit(3);
+    for (;;) ::pause();
+  }
+  ASSERT_GT(child, 0);
+  ::close(done[1]);
+  char c;
+  const bool joined = ::read(done[0], &c, 1) == 1;
+  ::close(done[0]);
+  absl::StatusOr<std::vector<pid_t>> in_leaf = (*leaf)->Processes();
+  const std::string where = ReadFile(absl::StrCat("/proc/", child, "/cgroup"));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+
+  EXPECT_TRUE(joined);
+  ASSERT_TRUE(in_leaf.ok()) << in_leaf.status();
+  EXPECT_THAT(*in_leaf, ElementsAre(child));
+  for (const char* controller : {":memory:", ":pids:", "cpuacct"}) {
+    bool found = false;
+    for (absl::string_view line : absl::StrSplit(where, '\n')) {
+      if (absl::StrContains(line, controller)) {
+        found = true;
+        EXPECT_TRUE(absl::EndsWith(line, absl::StrCat("/", parent_name_, "/box/x1")))
+            << line;
+      }
+    }
+    EXPECT_TRUE(found) << controller << " not in\n" << where;
+  }
+  std::move(remove_box).Invoke();
+  for (const std::string& dir : box_paths) EXPECT_FALSE(Exists(dir)) << dir;
+  EXPECT_TRUE(manager_->RemoveParentIfEmpty().ok());
+}
+
+TEST_F(CgroupV1RealTest, DetectsV1OnHybridHost) {
   // Auto-detection on a hybrid host (v1 hierarchies plus cgroup2 at
   // /sys/fs/cgroup/unified) picks v1; the empty parents are then removed.
   CgroupOptions options;
