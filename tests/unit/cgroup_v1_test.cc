@@ -1,8 +1,8 @@
 // The cgroup v1 backend: against fake cgroupfs trees (version forced to v1),
 // and once against the real v1 hierarchies of the host when it has them.
+#include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
-#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
