@@ -2,8 +2,10 @@
 
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <deque>
 #include <memory>
@@ -33,6 +35,8 @@ constexpr absl::Duration kCpuPollInterval = absl::Milliseconds(10);
 // throughput went from 0.33x to 0.80x of a plain pipe (bench/, one run).
 constexpr size_t kChunkBytes = 256 << 10;
 constexpr int kChunksInFlight = 2;
+// A read when the pipe reports nothing pending: EOF, or bytes just arriving.
+constexpr int kSmallRead = 4096;
 // After the command exits, output is still read until EOF; a background
 // process that keeps the pipe open is given this long once the pipe is empty.
 constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
@@ -427,7 +431,12 @@ void ExecSession::CloseStdin() {
 // ---- command -> client ----------------------------------------------------------
 
 void ExecSession::ReadOutput(int slot) {
-  std::string chunk(kChunkBytes, '\0');
+  // Sized to what the pipe holds: most reads find a few bytes or EOF, and a
+  // full-sized chunk would be allocated and zero-filled for nothing (the
+  // kernel may report less than arrives meanwhile; the rest is read next).
+  int pending = 0;
+  if (::ioctl(fds_[slot].get(), FIONREAD, &pending) != 0 || pending <= 0) pending = kSmallRead;
+  std::string chunk(std::min(static_cast<size_t>(pending), kChunkBytes), '\0');
   ssize_t n;
   do {
     n = ::read(fds_[slot].get(), chunk.data(), chunk.size());

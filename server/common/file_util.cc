@@ -78,6 +78,10 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 
 absl::StatusOr<int64_t> ReadInt64File(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseInt64(text, path);
+}
+
+absl::StatusOr<int64_t> ParseInt64(absl::string_view text, const std::string& path) {
   int64_t value;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &value)) {
     return absl::InternalError(absl::StrCat("unexpected content in ", path, ": '",

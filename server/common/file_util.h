@@ -30,6 +30,9 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 // Reads a file holding one integer (surrounding white space ignored).
 absl::StatusOr<int64_t> ReadInt64File(const std::string& path);
 
+// The integer in `text`, read from `path` (named in the error).
+absl::StatusOr<int64_t> ParseInt64(absl::string_view text, const std::string& path);
+
 }  // namespace sbx
 
 #endif  // SBX_SERVER_COMMON_FILE_UTIL_H_

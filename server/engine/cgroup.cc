@@ -5,12 +5,14 @@
 #include <linux/magic.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -276,6 +278,12 @@ absl::StatusOr<std::optional<int64_t>> ReadMaxOrNumber(const std::string& path) 
 absl::StatusOr<std::optional<int64_t>> ReadKeyedValue(const std::string& path,
                                                       absl::string_view key) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseKeyedValue(text, key, path);
+}
+
+absl::StatusOr<std::optional<int64_t>> ParseKeyedValue(absl::string_view text,
+                                                       absl::string_view key,
+                                                       const std::string& path) {
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     std::pair<absl::string_view, absl::string_view> kv =
         absl::StrSplit(line, absl::MaxSplits(' ', 1));
@@ -291,8 +299,79 @@ absl::StatusOr<std::optional<int64_t>> ReadKeyedValue(const std::string& path,
 
 absl::StatusOr<int64_t> ReadRequiredKeyedValue(const std::string& path, absl::string_view key) {
   ASSIGN_OR_RETURN(std::optional<int64_t> value, ReadKeyedValue(path, key));
+  return RequireKey(value, key, path);
+}
+
+absl::StatusOr<int64_t> RequireKey(std::optional<int64_t> value, absl::string_view key,
+                                   const std::string& path) {
   if (!value) return absl::InternalError(absl::StrCat("no '", key, "' in ", path));
   return *value;
+}
+
+namespace {
+
+// Descriptors held open by every UsageFiles of the process.
+std::atomic<int64_t> g_usage_fds{0};
+
+int64_t UsageFdBudget() {
+  struct rlimit limit = {};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1 << 16;
+  return static_cast<int64_t>(limit.rlim_cur / 4);
+}
+
+}  // namespace
+
+UsageFiles::~UsageFiles() {
+  g_usage_fds.fetch_sub(static_cast<int64_t>(fds_.size()), std::memory_order_relaxed);
+}
+
+bool UsageFiles::Keep() {
+  keep_ = g_usage_fds.load(std::memory_order_relaxed) < UsageFdBudget();
+  return keep_;
+}
+
+absl::Status UsageFiles::Open(const std::string& path) {
+  if (!keep_ || fds_.count(path) > 0) return absl::OkStatus();
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("opening ", path));
+  fds_.emplace(path, std::move(fd));
+  g_usage_fds.fetch_add(1, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> UsageFiles::Read(const std::string& path) {
+  if (!keep_) return ReadFileToString(path);
+  RETURN_IF_ERROR(Open(path));
+  auto it = fds_.find(path);
+  // A read from offset 0 has the kernel make the file's text anew.
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::pread(it->second.get(), buf, sizeof(buf), static_cast<off_t>(out.size()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, absl::StrCat("reading ", path));
+    }
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+absl::StatusOr<int64_t> UsageFiles::Int64(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, Read(path));
+  return ParseInt64(text, path);
+}
+
+absl::StatusOr<std::optional<int64_t>> UsageFiles::KeyedValue(const std::string& path,
+                                                               absl::string_view key) {
+  ASSIGN_OR_RETURN(std::string text, Read(path));
+  return ParseKeyedValue(text, key, path);
+}
+
+absl::StatusOr<int64_t> UsageFiles::RequiredKeyedValue(const std::string& path,
+                                                       absl::string_view key) {
+  ASSIGN_OR_RETURN(std::optional<int64_t> value, KeyedValue(path, key));
+  return RequireKey(value, key, path);
 }
 
 absl::Status MemoryBelowUsageError(int64_t limit, const std::string& usage_file) {

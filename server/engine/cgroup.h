@@ -74,6 +74,14 @@ class Cgroup {
 
   virtual absl::StatusOr<Usage> GetUsage() = 0;
 
+  // From now on GetUsage reads through files opened once (now), not opened
+  // for every read: a command's leaf is read at its exit, on the exec I/O
+  // loop, where opening five files by their long kernfs paths cost more
+  // than reading them. Each open file is a descriptor held until
+  // destruction, so only short-lived leaves do this; past a quarter of the
+  // limit on open files, reads go back to opening each time.
+  virtual absl::Status KeepUsageFilesOpen() = 0;
+
   // Pids of every process in the cgroup and its sub-cgroups (all
   // hierarchies, deduplicated).
   virtual absl::StatusOr<std::vector<pid_t>> Processes() = 0;

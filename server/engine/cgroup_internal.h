@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/common/unique_fd.h"
 #include "server/engine/cgroup.h"
 #include "server/engine/limits.h"
 
@@ -96,8 +98,46 @@ absl::StatusOr<std::optional<int64_t>> ReadMaxOrNumber(const std::string& path);
 absl::StatusOr<std::optional<int64_t>> ReadKeyedValue(const std::string& path,
                                                       absl::string_view key);
 
+// As ReadKeyedValue, on text read from `path` already.
+absl::StatusOr<std::optional<int64_t>> ParseKeyedValue(absl::string_view text,
+                                                       absl::string_view key,
+                                                       const std::string& path);
+
 // As ReadKeyedValue, but a missing key is an INTERNAL error.
 absl::StatusOr<int64_t> ReadRequiredKeyedValue(const std::string& path, absl::string_view key);
+
+// `value` of `key` in `path`; a missing one is an INTERNAL error.
+absl::StatusOr<int64_t> RequireKey(std::optional<int64_t> value, absl::string_view key,
+                                   const std::string& path);
+
+// How a cgroup reads its usage files: opened for each read, or, once Keep()
+// is called, opened once and read again from offset 0 (see
+// Cgroup::KeepUsageFilesOpen). Not thread-safe, as Cgroup is not.
+//
+// All of them together keep at most a quarter of the process's soft limit
+// on open files: past that, Keep() declines and files are opened per read.
+class UsageFiles {
+ public:
+  UsageFiles() = default;
+  ~UsageFiles();
+  UsageFiles(const UsageFiles&) = delete;
+  UsageFiles& operator=(const UsageFiles&) = delete;
+
+  // False when the budget above is spent.
+  bool Keep();
+  // Opens `path` to be kept, without reading it yet: the kernel gives an
+  // open cgroup file its page of buffer at the first read, until closed.
+  absl::Status Open(const std::string& path);
+  absl::StatusOr<std::string> Read(const std::string& path);
+  absl::StatusOr<int64_t> Int64(const std::string& path);
+  absl::StatusOr<std::optional<int64_t>> KeyedValue(const std::string& path,
+                                                    absl::string_view key);
+  absl::StatusOr<int64_t> RequiredKeyedValue(const std::string& path, absl::string_view key);
+
+ private:
+  bool keep_ = false;
+  std::map<std::string, UniqueFd> fds_;
+};
 
 // The error for a memory limit the kernel refused (EBUSY) because the cgroup
 // already uses more: FAILED_PRECONDITION with the usage read from

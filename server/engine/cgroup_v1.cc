@@ -46,6 +46,13 @@ struct V1Dirs {
 };
 
 class CgroupV1 : public Cgroup {
+  // The files GetUsage reads.
+  static constexpr char kMemoryUsage[] = "memory.usage_in_bytes";
+  static constexpr char kMemoryPeak[] = "memory.max_usage_in_bytes";
+  static constexpr char kOomControl[] = "memory.oom_control";
+  static constexpr char kCpuUsage[] = "cpuacct.usage";
+  static constexpr char kPids[] = "pids.current";
+
  public:
   CgroupV1(std::string name, V1Dirs dirs) : name_(std::move(name)), dirs_(std::move(dirs)) {}
 
@@ -92,16 +99,25 @@ class CgroupV1 : public Cgroup {
 
   absl::StatusOr<Usage> GetUsage() override {
     Usage usage;
-    ASSIGN_OR_RETURN(usage.memory_bytes, ReadInt64File(Memory("memory.usage_in_bytes")));
-    ASSIGN_OR_RETURN(usage.memory_peak_bytes, ReadInt64File(Memory("memory.max_usage_in_bytes")));
-    ASSIGN_OR_RETURN(int64_t cpu_ns, ReadInt64File(Cpuacct("cpuacct.usage")));
+    ASSIGN_OR_RETURN(usage.memory_bytes, usage_files_.Int64(Memory(kMemoryUsage)));
+    ASSIGN_OR_RETURN(usage.memory_peak_bytes, usage_files_.Int64(Memory(kMemoryPeak)));
+    ASSIGN_OR_RETURN(int64_t cpu_ns, usage_files_.Int64(Cpuacct(kCpuUsage)));
     usage.cpu_usec = cpu_ns / 1000;
-    ASSIGN_OR_RETURN(usage.pids, ReadInt64File(Pids("pids.current")));
+    ASSIGN_OR_RETURN(usage.pids, usage_files_.Int64(Pids(kPids)));
     // The oom_kill counter appeared in Linux 4.13; before it, report none.
     ASSIGN_OR_RETURN(std::optional<int64_t> oom_kills,
-                     ReadKeyedValue(Memory("memory.oom_control"), "oom_kill"));
+                     usage_files_.KeyedValue(Memory(kOomControl), "oom_kill"));
     usage.oom_kills = oom_kills.value_or(0);
     return usage;
+  }
+
+  absl::Status KeepUsageFilesOpen() override {
+    if (!usage_files_.Keep()) return absl::OkStatus();  // opened per read, then
+    for (const std::string& path : {Memory(kMemoryUsage), Memory(kMemoryPeak), Cpuacct(kCpuUsage),
+                                    Pids(kPids), Memory(kOomControl)}) {
+      RETURN_IF_ERROR(usage_files_.Open(path));
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<pid_t>> Processes() override {
@@ -174,6 +190,7 @@ class CgroupV1 : public Cgroup {
 
   const std::string name_;
   const V1Dirs dirs_;
+  UsageFiles usage_files_;
 };
 
 class CgroupManagerV1 : public CgroupManager {

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <optional>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -89,16 +91,32 @@ class CgroupV2 : public Cgroup {
   absl::StatusOr<Usage> GetUsage() override {
     Usage usage;
     if (controllers_.memory) {
-      ASSIGN_OR_RETURN(usage.memory_bytes, ReadInt64File(File("memory.current")));
+      ASSIGN_OR_RETURN(usage.memory_bytes, usage_files_.Int64(File("memory.current")));
       ASSIGN_OR_RETURN(usage.memory_peak_bytes, ReadPeak(usage.memory_bytes));
-      ASSIGN_OR_RETURN(usage.oom_kills, ReadRequiredKeyedValue(File("memory.events"), "oom_kill"));
+      ASSIGN_OR_RETURN(usage.oom_kills,
+                       usage_files_.RequiredKeyedValue(File("memory.events"), "oom_kill"));
     }
     // cpu.stat is a core file: it exists without the cpu controller.
-    ASSIGN_OR_RETURN(usage.cpu_usec, ReadRequiredKeyedValue(File("cpu.stat"), "usage_usec"));
+    ASSIGN_OR_RETURN(usage.cpu_usec,
+                     usage_files_.RequiredKeyedValue(File("cpu.stat"), "usage_usec"));
     if (controllers_.pids) {
-      ASSIGN_OR_RETURN(usage.pids, ReadInt64File(File("pids.current")));
+      ASSIGN_OR_RETURN(usage.pids, usage_files_.Int64(File("pids.current")));
     }
     return usage;
+  }
+
+  absl::Status KeepUsageFilesOpen() override {
+    if (!usage_files_.Keep()) return absl::OkStatus();  // opened per read, then
+    std::vector<std::string> files = {File("cpu.stat")};
+    if (controllers_.memory) {
+      for (const char* name : {"memory.current", "memory.events"}) files.push_back(File(name));
+      // Older kernels have no memory.peak; ReadPeak copes.
+      absl::Status peak = usage_files_.Open(File("memory.peak"));
+      if (!peak.ok() && peak.code() != absl::StatusCode::kNotFound) return peak;
+    }
+    if (controllers_.pids) files.push_back(File("pids.current"));
+    for (const std::string& path : files) RETURN_IF_ERROR(usage_files_.Open(path));
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<pid_t>> Processes() override { return ReadPidsRecursive(dir_); }
@@ -214,7 +232,7 @@ class CgroupV2 : public Cgroup {
   // highest figure seen by this object.
   absl::StatusOr<int64_t> ReadPeak(int64_t current) {
     peak_seen_ = std::max(peak_seen_, current);
-    absl::StatusOr<int64_t> peak = ReadInt64File(File("memory.peak"));
+    absl::StatusOr<int64_t> peak = usage_files_.Int64(File("memory.peak"));
     if (peak.status().code() == absl::StatusCode::kNotFound) return peak_seen_;
     return peak;
   }
@@ -223,6 +241,7 @@ class CgroupV2 : public Cgroup {
   const std::string dir_;
   const V2Controllers controllers_;
   int64_t peak_seen_ = 0;
+  UsageFiles usage_files_;
 };
 
 class CgroupManagerV2 : public CgroupManager {

@@ -226,6 +226,11 @@ absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup
     return pending.status();
   }
   spare.pending = std::move(*pending);
+  // While the spare joins: its command's exit is read on the exec I/O loop.
+  // A failure is not the spare's: GetUsage reports it where it matters.
+  if (absl::Status kept = spare.leaf->KeepUsageFilesOpen(); !kept.ok()) {
+    Log().debug("cgroup {}: keeping its usage files open: {}", spare.leaf->name(), kept.ToString());
+  }
   return spare;
 }
 

@@ -243,6 +243,51 @@ TEST_F(CgroupV1Test, GetUsageParsesKernelFiles) {
   EXPECT_EQ(usage->oom_kills, 0);
 }
 
+// A command's leaf reads its usage through files it opened once: each read
+// must see what the file says now, not what it said when opened.
+TEST_F(CgroupV1Test, UsageFilesKeptOpenAreReadAnew) {
+  std::unique_ptr<CgroupManager> manager = MakeManager();
+  ASSERT_NE(manager, nullptr);
+  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
+  ASSERT_NE(child, nullptr);
+  PopulateFiles(memory_ + "/box", {{"memory.usage_in_bytes", "1000\n"},
+                                   {"memory.max_usage_in_bytes", "2000\n"},
+                                   {"memory.oom_control", "oom_kill 0\n"}});
+  PopulateFiles(cpu_ + "/box", {{"cpuacct.usage", "5000\n"}});
+  PopulateFiles(pids_ + "/box", {{"pids.current", "1\n"}});
+  ASSERT_TRUE(child->KeepUsageFilesOpen().ok());
+
+  // Longer than before, and shorter again: nothing of the old text stays.
+  PutFile(memory_ + "/box/memory.usage_in_bytes", "123456789\n");
+  PutFile(memory_ + "/box/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
+  PutFile(pids_ + "/box/pids.current", "7\n");
+  absl::StatusOr<Usage> usage = child->GetUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->memory_bytes, 123456789);
+  EXPECT_EQ(usage->memory_peak_bytes, 2000);
+  EXPECT_EQ(usage->cpu_usec, 5);
+  EXPECT_EQ(usage->pids, 7);
+  EXPECT_EQ(usage->oom_kills, 4);
+
+  PutFile(memory_ + "/box/memory.usage_in_bytes", "9\n");
+  usage = child->GetUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->memory_bytes, 9);
+
+  // Garbage is still an error, not a stale value.
+  PutFile(pids_ + "/box/pids.current", "many\n");
+  EXPECT_EQ(child->GetUsage().status().code(), absl::StatusCode::kInternal);
+}
+
+// Without the files there is nothing to keep open: the leaf says so.
+TEST_F(CgroupV1Test, KeepingMissingUsageFilesOpenFails) {
+  std::unique_ptr<CgroupManager> manager = MakeManager();
+  ASSERT_NE(manager, nullptr);
+  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
+  ASSERT_NE(child, nullptr);
+  EXPECT_EQ(child->KeepUsageFilesOpen().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(CgroupV1Test, RejectsBadLimitsAndChangesNothing) {
   std::unique_ptr<CgroupManager> manager = MakeManager();
   ASSERT_NE(manager, nullptr);
@@ -344,6 +389,9 @@ class Worker {
       char* mem = static_cast<char*>(::malloc(touch_bytes));
       if (mem == nullptr) ::_exit(2);
       std::memset(mem, 1, touch_bytes);
+      // The memory is never read: without this the compiler may drop the
+      // allocation and the fill altogether.
+      asm volatile("" : : "r"(mem) : "memory");
       volatile uint64_t spin = 0;
       for (uint64_t i = 0; i < 30'000'000; ++i) spin = spin + i;
       if (::write(ready_[1], "r", 1) != 1) ::_exit(3);
@@ -525,6 +573,40 @@ TEST_F(CgroupV1RealTest, ProcessJoinsLeafThroughProcsFilesOnThisHost) {
   std::move(remove_box).Invoke();
   for (const std::string& dir : box_paths) EXPECT_FALSE(Exists(dir)) << dir;
   EXPECT_TRUE(manager_->RemoveParentIfEmpty().ok());
+}
+
+// Usage read through files a leaf opened while it was empty follows what
+// joins it later, and the open files do not keep the leaf from going.
+TEST_F(CgroupV1RealTest, UsageFilesKeptOpenFollowTheLeafOnThisHost) {
+  absl::StatusOr<std::unique_ptr<Cgroup>> box = manager_->CreateChild("box");
+  ASSERT_TRUE(box.ok()) << box.status();
+  absl::StatusOr<std::unique_ptr<Cgroup>> leaf = (*box)->CreateSub("x1");
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+  const std::vector<std::string> leaf_paths = (*leaf)->Paths();
+  absl::Cleanup remove_box = [&] {
+    (void)(*box)->KillAll(1000);
+    (void)(*box)->Remove();
+  };
+  ASSERT_TRUE((*leaf)->KeepUsageFilesOpen().ok());
+  absl::StatusOr<Usage> empty = (*leaf)->GetUsage();
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->pids, 0);
+
+  constexpr size_t kTouched = 16 << 20;
+  Worker worker(kTouched);
+  ASSERT_GT(worker.pid(), 0);
+  ASSERT_TRUE((*leaf)->AddProcess(worker.pid()).ok());
+  ASSERT_TRUE(worker.Start());
+  absl::StatusOr<Usage> busy = (*leaf)->GetUsage();
+  ASSERT_TRUE(busy.ok()) << busy.status();
+  EXPECT_EQ(busy->pids, 1);
+  EXPECT_GE(busy->memory_bytes, static_cast<int64_t>(kTouched));
+  EXPECT_GT(busy->cpu_usec, empty->cpu_usec);
+
+  ASSERT_TRUE((*leaf)->KillAll(5000).ok());
+  EXPECT_TRUE((*leaf)->Remove().ok());
+  for (const std::string& dir : leaf_paths) EXPECT_FALSE(Exists(dir)) << dir;
+  worker.Reap();
 }
 
 TEST_F(CgroupV1RealTest, DetectsV1OnHybridHost) {

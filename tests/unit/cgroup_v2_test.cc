@@ -234,6 +234,52 @@ TEST_F(CgroupV2Test, GetUsageParsesKernelFiles) {
   EXPECT_EQ(usage->oom_kills, 2);
 }
 
+TEST_F(CgroupV2Test, UsageFilesKeptOpenAreReadAnew) {
+  std::unique_ptr<CgroupManager> manager = MakeManager();
+  ASSERT_NE(manager, nullptr);
+  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
+  ASSERT_NE(child, nullptr);
+  const std::string dir = parent_ + "/box";
+  PopulateFiles(dir, {{"memory.current", "1\n"},
+                      {"memory.peak", "1\n"},
+                      {"cpu.stat", "usage_usec 1\n"},
+                      {"pids.current", "1\n"},
+                      {"memory.events", "oom_kill 0\n"}});
+  ASSERT_TRUE(child->KeepUsageFilesOpen().ok());
+  // Opened, not read: the text comes from the read.
+  PopulateFiles(dir, {{"memory.current", "4096\n"},
+                      {"memory.peak", "8192\n"},
+                      {"cpu.stat", "usage_usec 777\nuser_usec 700\nsystem_usec 77\n"},
+                      {"pids.current", "5\n"},
+                      {"memory.events", "low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n"}});
+  absl::StatusOr<Usage> usage = child->GetUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->memory_bytes, 4096);
+  EXPECT_EQ(usage->memory_peak_bytes, 8192);
+  EXPECT_EQ(usage->cpu_usec, 777);
+  EXPECT_EQ(usage->pids, 5);
+  EXPECT_EQ(usage->oom_kills, 1);
+}
+
+// Kernels before 5.19 have no memory.peak: keeping the others open works.
+TEST_F(CgroupV2Test, UsageFilesKeptOpenWithoutMemoryPeak) {
+  std::unique_ptr<CgroupManager> manager = MakeManager();
+  ASSERT_NE(manager, nullptr);
+  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
+  ASSERT_NE(child, nullptr);
+  const std::string dir = parent_ + "/box";
+  PopulateFiles(dir, {{"memory.current", "300\n"},
+                      {"cpu.stat", "usage_usec 1\n"},
+                      {"pids.current", "1\n"},
+                      {"memory.events", "oom_kill 0\n"}});
+  ASSERT_TRUE(child->KeepUsageFilesOpen().ok());
+  PutFile(dir + "/memory.current", "200\n");
+  absl::StatusOr<Usage> usage = child->GetUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->memory_bytes, 200);
+  EXPECT_EQ(usage->memory_peak_bytes, 200);
+}
+
 TEST_F(CgroupV2Test, PeakWithoutMemoryPeakIsHighestSeen) {
   std::unique_ptr<CgroupManager> manager = MakeManager();
   ASSERT_NE(manager, nullptr);
