@@ -59,20 +59,32 @@ absl::StatusOr<Pipe> MakePipe() {
 // Marks the status of an exec in a spare that the init does not have.
 constexpr char kNoSparePayload[] = "type.sbx.dev/engine.NoSpare";
 
+absl::Status NoSpare(absl::string_view why) {
+  absl::Status status = absl::UnavailableError(why);
+  status.SetPayload(kNoSparePayload, absl::Cord());
+  return status;
+}
+
 absl::Status StartFailure(uint32_t step, int err, const ExecOptions& options) {
   switch (step) {
-    case wire::kExecStepSpare: {
-      absl::Status status = absl::UnavailableError("the sandbox has no spare process");
-      status.SetPayload(kNoSparePayload, absl::Cord());
-      return status;
-    }
+    case wire::kExecStepSpare:
+      return NoSpare("the sandbox has no spare process");
+    case wire::kExecStepCgroup:
+      // A spare that could not join its leaf (removed under it, say) fails
+      // the command before anything of it ran: the ordinary path may retry.
+      if (options.spare_pid != 0) {
+        return NoSpare(absl::StrCat("the spare process could not join its cgroup: ",
+                                    std::strerror(err)));
+      }
+      break;
     case wire::kExecStepExec:
       return ErrnoStatus(err, absl::StrCat("exec '", options.argv[0], "'"));
     case wire::kExecStepCwd:
       return ErrnoStatus(err, absl::StrCat("working directory '", options.cwd, "'"));
     default:
-      return ErrnoStatus(err, absl::StrCat("starting the command: ", wire::ExecStepName(step)));
+      break;
   }
+  return ErrnoStatus(err, absl::StrCat("starting the command: ", wire::ExecStepName(step)));
 }
 
 }  // namespace

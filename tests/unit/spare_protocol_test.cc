@@ -1,7 +1,8 @@
 // sbxd's side of the spare hand-shake (engine::PrepareSpare and
 // WaitSpareSettled) against a scripted init on a real Unix socket: the
 // init's two answers, the single answer of an init from before them, a
-// spare that dies while it joins its leaf, and answers that make no sense.
+// spare that dies while it joins its leaf, and answers that make no sense;
+// and how StartExec takes a command that a spare could not start.
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -131,6 +132,34 @@ TEST_F(SpareProtocolTest, NonsenseAnswersAreRefused) {
     EXPECT_FALSE(spare.ok()) << "accepted a spare answer of " << answer.size() << " bytes";
     init_.join();
   }
+}
+
+// A spare that could not join its leaf (the leaf was removed before it
+// did) fails the command before any of it ran: sbxd may start it again on
+// the ordinary path, and IsNoSpare says so.
+TEST_F(SpareProtocolTest, SpareThatCouldNotJoinItsLeafIsNoSpare) {
+  Serve({wire::Writer(wire::kExecFailed).U32(wire::kExecStepCgroup).U32(ENODEV).data()});
+  ExecOptions options;
+  options.argv = {"true"};
+  options.spare_pid = 42;
+  absl::StatusOr<ExecChannel> channel = StartExec(path_, options);
+  ASSERT_FALSE(channel.ok());
+  EXPECT_TRUE(IsNoSpare(channel.status())) << channel.status();
+  EXPECT_NE(channel.status().message().find("could not join its cgroup"), std::string::npos)
+      << channel.status();
+}
+
+// Without a spare the same failure is the command's own: no retry.
+TEST_F(SpareProtocolTest, CommandThatCouldNotJoinItsLeafIsAnError) {
+  Serve({wire::Writer(wire::kExecFailed).U32(wire::kExecStepCgroup).U32(ENODEV).data()});
+  ExecOptions options;
+  options.argv = {"true"};
+  options.cgroup_procs_fds = {procs_.get()};
+  absl::StatusOr<ExecChannel> channel = StartExec(path_, options);
+  ASSERT_FALSE(channel.ok());
+  EXPECT_FALSE(IsNoSpare(channel.status())) << channel.status();
+  EXPECT_NE(channel.status().message().find("joining its cgroup"), std::string::npos)
+      << channel.status();
 }
 
 }  // namespace
