@@ -35,8 +35,8 @@ constexpr absl::Duration kCpuPollInterval = absl::Milliseconds(10);
 // throughput went from 0.33x to 0.80x of a plain pipe (bench/, one run).
 constexpr size_t kChunkBytes = 256 << 10;
 constexpr int kChunksInFlight = 2;
-// A read when the pipe reports nothing pending: EOF, or bytes just arriving.
-constexpr int kSmallRead = 4096;
+// The smallest read: what a nearly empty pipe gets (EOF, or bytes arriving).
+constexpr size_t kSmallRead = 4096;
 // After the command exits, output is still read until EOF; a background
 // process that keeps the pipe open is given this long once the pipe is empty.
 constexpr absl::Duration kDrainAfterExit = absl::Milliseconds(200);
@@ -431,12 +431,17 @@ void ExecSession::CloseStdin() {
 // ---- command -> client ----------------------------------------------------------
 
 void ExecSession::ReadOutput(int slot) {
-  // Sized to what the pipe holds: most reads find a few bytes or EOF, and a
-  // full-sized chunk would be allocated and zero-filled for nothing (the
-  // kernel may report less than arrives meanwhile; the rest is read next).
+  // Most reads of a short command find a few bytes or EOF, for which a
+  // full chunk would be allocated and zero-filled for nothing; those are
+  // sized to what the pipe holds. A stream keeps full chunks, so that a
+  // read also takes what arrives meanwhile.
+  size_t size = kChunkBytes;
   int pending = 0;
-  if (::ioctl(fds_[slot].get(), FIONREAD, &pending) != 0 || pending <= 0) pending = kSmallRead;
-  std::string chunk(std::min(static_cast<size_t>(pending), kChunkBytes), '\0');
+  if (::ioctl(fds_[slot].get(), FIONREAD, &pending) == 0 &&
+      static_cast<size_t>(pending) < kChunkBytes / 4) {
+    size = std::max(static_cast<size_t>(pending), kSmallRead);
+  }
+  std::string chunk(size, '\0');
   ssize_t n;
   do {
     n = ::read(fds_[slot].get(), chunk.data(), chunk.size());
