@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -28,6 +29,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/api/interceptors.h"
 #include "server/api/io_loop.h"
@@ -358,6 +360,13 @@ absl::StatusOr<Flags> LoadConfig(const std::string& path, bool path_given,
 
 int main(int argc, char** argv) {
   sbx::api::TuneHeapForStreams();
+  // Debian's abseil is built without NDEBUG, so by default every
+  // absl::Mutex lock records the lock order in a process-wide graph behind
+  // one global lock (GraphCycles in sbxd's profile): a check for tests.
+  // The test suites' daemons set SBX_CHECK_LOCK_ORDER and keep it.
+  if (std::getenv("SBX_CHECK_LOCK_ORDER") == nullptr) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
   CLI::App app{"sbxd: sandbox daemon. Every flag is also a key of the --config file "
                "(docs/sbxd.example.yaml); flags override the file."};
   std::string config_path = sbx::config::kDefaultConfigPath;

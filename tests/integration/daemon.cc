@@ -106,6 +106,8 @@ void Daemon::Connect() {
     // Its own process group: a terminal ^C to the test does not reach it
     // before the test's own teardown does.
     setpgid(0, 0);
+    // Lock-order checks stay on in the daemons under test (see main.cc).
+    setenv("SBX_CHECK_LOCK_ORDER", "1", 1);
     execv(cargv[0], cargv.data());
     _exit(127);
   }
