@@ -97,6 +97,15 @@ void Daemon::Connect() {
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  // Our environment, with lock-order checks kept on in the daemon (see
+  // sbxd's main.cc); made before the fork, where only exec may follow.
+  std::string check_locks = "SBX_CHECK_LOCK_ORDER=1";
+  std::vector<char*> cenv;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "SBX_CHECK_LOCK_ORDER=", 21) != 0) cenv.push_back(*e);
+  }
+  cenv.push_back(check_locks.data());
+  cenv.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     int null_fd = open("/dev/null", O_RDONLY);
@@ -106,9 +115,7 @@ void Daemon::Connect() {
     // Its own process group: a terminal ^C to the test does not reach it
     // before the test's own teardown does.
     setpgid(0, 0);
-    // Lock-order checks stay on in the daemons under test (see main.cc).
-    setenv("SBX_CHECK_LOCK_ORDER", "1", 1);
-    execv(cargv[0], cargv.data());
+    execve(cargv[0], cargv.data(), cenv.data());
     _exit(127);
   }
   close(log_fd);
