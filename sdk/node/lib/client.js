@@ -1,11 +1,11 @@
 'use strict';
 // Client and Sandbox: the sbx.v1.SandboxService calls, promise-based.
 
-const grpc = require('@grpc/grpc-js');
 const { load } = require('./proto');
 const { SbxError, fromServiceError, invalidArgument, failedPrecondition, status } = require('./errors');
 const { parseSize, parseDurationNs, toDuration, durationMs } = require('./units');
 const { ExecProcess, toExit, toBuffer, stripPrefix } = require('./exec');
+const { checkToken, channelCredentials, bearerToken } = require('./auth');
 
 const DEFAULT_ADDRESS = 'unix:///run/sbx/sbxd.sock';
 const CHUNK_BYTES = 256 * 1024;
@@ -155,17 +155,37 @@ class Client {
    *   failing at once with UNAVAILABLE.
    * @param {number} [options.maxMessageBytes=16 MiB] largest message received.
    * @param {string} [options.protoDir] where sbx/v1/sandbox.proto is.
+   *
+   * Authentication (docs/security-model.md), as in the C++ SDK's
+   * ClientOptions. Nothing is needed on sbxd's Unix socket; a TCP listener
+   * takes a token or a client certificate.
+   * @param {string} [options.token=''] bearer token sent with every call as
+   *   `authorization: Bearer <token>`, on any channel. On the Unix socket it
+   *   makes the calls the token's tenant.
+   * @param {boolean} [options.tls=false] connect with TLS (the Unix socket is plain).
+   * @param {string|Buffer} [options.tlsCaPem] PEM CA that verifies the server
+   *   (unset: the default roots).
+   * @param {string|Buffer} [options.tlsCertPem] client certificate chain, for
+   *   mTLS; needs tlsKeyPem.
+   * @param {string|Buffer} [options.tlsKeyPem] its private key.
+   * @param {string} [options.tlsServerName=''] name expected in the server
+   *   certificate ('' = the host of the address).
+   * The tls* options need tls: true.
    */
   constructor(address, options = {}) {
-    const { timeout = 30000, waitForReady = false, maxMessageBytes = 16 << 20, protoDir } = options;
+    const { timeout = 30000, waitForReady = false, maxMessageBytes = 16 << 20, protoDir, token = '' } = options;
     if (timeout !== null && !(timeout > 0)) throw invalidArgument('timeout must be positive');
     this.target = normalizeAddress(address === undefined || address === null ? defaultAddress() : address);
     this._timeout = timeout;
     this._waitForReady = waitForReady;
+    checkToken(token);
+    const { credentials, options: tlsOptions } = channelCredentials(options);
     const v1 = load(protoDir);
-    this._stub = new v1.SandboxService(this.target, grpc.credentials.createInsecure(), {
+    this._stub = new v1.SandboxService(this.target, credentials, {
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': -1,
+      ...tlsOptions,
+      interceptors: token ? [bearerToken(token)] : [],
     });
   }
 

@@ -95,7 +95,21 @@ export declare class Sandbox {
   readFileChunks(path: string, onChunk: (chunk: Buffer) => void, options?: TransferOptions): Promise<TransferResult>;
 }
 
-export interface ClientOptions { timeout?: number | null; waitForReady?: boolean; maxMessageBytes?: number; protoDir?: string }
+export interface ClientOptions {
+  timeout?: number | null; waitForReady?: boolean; maxMessageBytes?: number; protoDir?: string;
+  /** Bearer token sent with every call as `authorization: Bearer <token>`, on any channel. */
+  token?: string;
+  /** Connect with TLS (off by default: the Unix socket is plain). The tls* options need it. */
+  tls?: boolean;
+  /** PEM CA that verifies the server; unset: the default roots. */
+  tlsCaPem?: string | Buffer;
+  /** Client certificate chain for mTLS; together with tlsKeyPem. */
+  tlsCertPem?: string | Buffer;
+  /** Its private key. */
+  tlsKeyPem?: string | Buffer;
+  /** Name expected in the server certificate; '' = the host of the address. */
+  tlsServerName?: string;
+}
 
 export declare class Client {
   constructor(address?: string, options?: ClientOptions);

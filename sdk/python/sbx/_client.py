@@ -9,6 +9,7 @@ from typing import (IO, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 import grpc
 
+from ._auth import BearerToken, Pem, channel_credentials, check_token
 from ._errors import SbxError, from_rpc_error, invalid_argument, make_error
 from ._exec import ExecCall
 from ._proto import pb, pb_grpc
@@ -104,21 +105,49 @@ class Client:
             up to its deadline.
         max_message_bytes: largest message received (default 16 MiB).
         channel_options: more gRPC channel arguments, as (name, value) pairs.
+
+    Authentication (docs/security-model.md), as in the C++ SDK's
+    ClientOptions. Nothing is needed on sbxd's Unix socket; a TCP listener
+    takes a token or a client certificate.
+        token: bearer token sent with every call as `authorization: Bearer
+            <token>`, on any channel ("" = none). On the Unix socket it makes
+            the calls the token's tenant.
+        tls: connect with TLS (off by default: the Unix socket is plain).
+        tls_ca_pem: PEM CA that verifies the server (str or bytes; None: the
+            default roots).
+        tls_cert_pem, tls_key_pem: client certificate chain and its key, for
+            mTLS; both or neither.
+        tls_server_name: name expected in the server certificate ("" = the
+            host of the address).
+    The tls_* options need tls=True.
     """
 
     def __init__(self, address: Optional[str] = None, *, timeout: Optional[float] = 30.0,
                  wait_for_ready: bool = False, max_message_bytes: int = 16 << 20,
-                 channel_options: Sequence[tuple] = ()):
+                 channel_options: Sequence[tuple] = (), token: str = "", tls: bool = False,
+                 tls_ca_pem: Pem = None, tls_cert_pem: Pem = None, tls_key_pem: Pem = None,
+                 tls_server_name: str = ""):
         if timeout is not None and timeout <= 0:
             raise invalid_argument("timeout must be positive")
         self.target = normalize_address(address if address is not None else default_address())
         self._timeout = timeout
         self._wait_for_ready = wait_for_ready
-        self._channel = grpc.insecure_channel(self.target, options=[
+        check_token(token)
+        credentials, tls_options = channel_credentials(tls, tls_ca_pem, tls_cert_pem,
+                                                       tls_key_pem, tls_server_name)
+        options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", -1),
+            *tls_options,
             *channel_options,
-        ])
+        ]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            self._channel = grpc.secure_channel(self.target, credentials, options=options)
+        if token:
+            # Wraps the channel: close() and wait_ready() still reach it.
+            self._channel = grpc.intercept_channel(self._channel, BearerToken(token))
         self._stub = pb_grpc.SandboxServiceStub(self._channel)
 
     # ---- the connection --------------------------------------------------

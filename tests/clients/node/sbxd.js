@@ -7,6 +7,9 @@
 // checks that no cgroup, process, mount or state of it remains (throwing if
 // one did), removes those leftovers and the temp dir.
 //
+// new Daemon(tag, { extraArgs }) adds sbxd flags, e.g. a --config with a TCP
+// listener (auth.test.js).
+//
 // Environment: SBX_TEST_SBXD and SBX_TEST_INIT (set by tests/clients/
 // CMakeLists.txt) name the sbxd and sbx-init binaries; SBX_TEST_KEEP=1 keeps
 // the temp dir; SBX_NODE_SDK the client package (default: the repo's).
@@ -22,17 +25,19 @@ const sbx = require(process.env.SBX_NODE_SDK || path.join(__dirname, '..', '..',
 
 // Host uid ranges: [1.1e9, 1.5e9), below the integration tests' (1.5e9 and
 // up) and above the daemon's default (1e9 + 1024 ranges). tests/clients/
-// CMakeLists.txt gives each test its own SBX_TEST_SLOT (0..5), so the client
-// tests of one run never share a range; pid % 47 keeps concurrent runs (two
-// build trees) apart. A test process has up to 2 daemons of 8 ranges each.
+// CMakeLists.txt gives each test its own SBX_TEST_SLOT (0..7; 8 and 9 when
+// run by hand), so the client tests of one run never share a range; pid % 37
+// keeps concurrent runs (two build trees) apart. A test process has up to 2
+// daemons of 8 ranges each: the top is 1.1e9 + (36 * 10 + 9 + 1) * 16 ranges
+// of 65536 ids, about 1.488e9.
 const UID_BASE = 1100000000;
 const IDS_PER_SANDBOX = 65536;
 const MAX_SANDBOXES = 8;  // with --pool-size 0: 8 id ranges per daemon
-const SLOTS = 8;
-const RUNS = 47;
+const SLOTS = 10;
+const RUNS = 37;
 
 function uidBase(n) {
-  const slot = Number(process.env.SBX_TEST_SLOT || 6 + (process.pid % 2)) % SLOTS;
+  const slot = Number(process.env.SBX_TEST_SLOT || 8 + (process.pid % 2)) % SLOTS;
   const ranges = ((process.pid % RUNS) * SLOTS + slot) * 2 * MAX_SANDBOXES;
   return UID_BASE + (ranges + (n % 2) * MAX_SANDBOXES) * IDS_PER_SANDBOX;
 }
@@ -152,7 +157,7 @@ function listTree(dir) {
 }
 
 class Daemon {
-  constructor(tag = 'node') {
+  constructor(tag = 'node', { extraArgs = [] } = {}) {
     this.sbxd = process.env.SBX_TEST_SBXD || '';
     this.init = process.env.SBX_TEST_INIT || '';
     const n = instances++;
@@ -163,6 +168,7 @@ class Daemon {
     this.cgroupParent = `sbx-${tag}-${process.pid}-${n}`;
     this.uidBase = uidBase(n);
     this.address = `unix://${this.socketPath}`;
+    this.extraArgs = extraArgs;
     this.child = null;
     this.exited = null;
     this.client = null;
@@ -180,7 +186,7 @@ class Daemon {
     const argv = ['--socket', this.socketPath, '--state-dir', this.stateDir,
       '--cgroup-parent', this.cgroupParent, '--uid-base', String(this.uidBase),
       '--max-sandboxes', String(MAX_SANDBOXES), '--pool-size', '0',
-      '--init-path', this.init, '--log-level', 'debug'];
+      '--init-path', this.init, '--log-level', 'debug', ...this.extraArgs];
     const log = fs.openSync(this.logPath, 'a');
     // detached: its own session, so a ^C at the terminal reaches the test first.
     this.child = childProcess.spawn(this.sbxd, argv, { stdio: ['ignore', log, log], detached: true });

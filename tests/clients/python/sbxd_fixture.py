@@ -6,6 +6,9 @@ stop() destroys what is left through the API, SIGTERMs sbxd by its pid,
 checks that no cgroup, process, mount or state of it remains (raising if
 one did), removes those leftovers and the temp dir.
 
+Daemon(extra_args=[...]) adds sbxd flags, e.g. a --config with a TCP
+listener (test_auth.py).
+
 Environment: SBX_TEST_SBXD and SBX_TEST_INIT (set by tests/clients/
 CMakeLists.txt) name the sbxd and sbx-init binaries; SBX_TEST_KEEP=1 keeps
 the temp dir.
@@ -20,24 +23,26 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import sbx
 
 _instances = itertools.count()
 # Host uid ranges: [1.1e9, 1.5e9), below the integration tests' (1.5e9 and
 # up) and above the daemon's default (1e9 + 1024 ranges). tests/clients/
-# CMakeLists.txt gives each test its own SBX_TEST_SLOT (0..5), so the client
-# tests of one run never share a range; pid % 47 keeps concurrent runs (two
-# build trees) apart. A test process has up to 2 daemons of 8 ranges each.
+# CMakeLists.txt gives each test its own SBX_TEST_SLOT (0..7; 8 and 9 when
+# run by hand), so the client tests of one run never share a range; pid % 37
+# keeps concurrent runs (two build trees) apart. A test process has up to 2
+# daemons of 8 ranges each: the top is 1.1e9 + (36 * 10 + 9 + 1) * 16 ranges
+# of 65536 ids, about 1.488e9.
 _UID_BASE = 1_100_000_000
 _IDS_PER_SANDBOX = 65536
 _MAX_SANDBOXES = 8  # with --pool-size 0: 8 id ranges per daemon
-_SLOTS, _RUNS = 8, 47
+_SLOTS, _RUNS = 10, 37
 
 
 def _uid_base(n: int) -> int:
-    slot = int(os.environ.get("SBX_TEST_SLOT") or 6 + os.getpid() % 2) % _SLOTS
+    slot = int(os.environ.get("SBX_TEST_SLOT") or 8 + os.getpid() % 2) % _SLOTS
     ranges = ((os.getpid() % _RUNS) * _SLOTS + slot) * 2 * _MAX_SANDBOXES
     return _UID_BASE + (ranges + (n % 2) * _MAX_SANDBOXES) * _IDS_PER_SANDBOX
 
@@ -158,7 +163,7 @@ def _mounts_below(directory: str) -> List[str]:
 
 
 class Daemon:
-    def __init__(self, tag: str = "py"):
+    def __init__(self, tag: str = "py", extra_args: Sequence[str] = ()):
         self.sbxd = os.environ.get("SBX_TEST_SBXD", "")
         self.init = os.environ.get("SBX_TEST_INIT", "")
         n = next(_instances)
@@ -171,6 +176,7 @@ class Daemon:
         self.process: Optional[subprocess.Popen] = None
         self.client: Optional[sbx.Client] = None
         self.address = "unix://" + self.socket_path
+        self.extra_args = list(extra_args)
         self._destroyed: List[str] = []
 
     def start(self) -> None:
@@ -181,7 +187,7 @@ class Daemon:
                 "--cgroup-parent", self.cgroup_parent, "--uid-base", str(self.uid_base),
                 "--max-sandboxes", str(_MAX_SANDBOXES), "--pool-size", "0",
                 "--init-path", self.init,
-                "--log-level", "debug"]
+                "--log-level", "debug", *self.extra_args]
         with open(self.log_path, "ab") as log:
             # Its own session: a ^C at the terminal reaches the test first.
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -282,10 +288,11 @@ class Daemon:
 _daemon: Optional[Daemon] = None
 
 
-def start_module_daemon() -> Daemon:
-    """setUpModule(): one daemon for the whole test module."""
+def start_module_daemon(**options) -> Daemon:
+    """setUpModule(): one daemon for the whole test module; `options` are
+    Daemon's."""
     global _daemon
-    _daemon = Daemon()
+    _daemon = Daemon(**options)
     try:
         _daemon.start()
     except BaseException:
