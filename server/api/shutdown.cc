@@ -18,6 +18,8 @@ constexpr char kServicePrefix[] = "/sbx.v1.SandboxService/";
 // Bounds the wait for the loop to run what the ended calls posted.
 constexpr absl::Duration kLoopFlushLimit = absl::Seconds(2);
 constexpr absl::Duration kCancelRepeat = absl::Milliseconds(20);
+// How long connections get to close by themselves once no call is left.
+constexpr absl::Duration kFlushGrace = absl::Milliseconds(100);
 constexpr absl::Duration kSettleAfterCutOff = absl::Milliseconds(200);
 
 grpc::Status ShuttingDown() {
@@ -127,17 +129,25 @@ void GracefulShutdown::Run(grpc::Server& server, IoLoop& loop) {
     Log().warn("shutdown: grace of {} over; cancelling {} call(s)", absl::FormatDuration(grace_),
                InFlight());
   }
-  // Closes the listeners and ends the calls left (none if drained). Shutdown
-  // would then wait for idle connections to go; cancelling drops them.
-  // Repeated until Shutdown returns, since the first may come before it began.
+  // Closes the listeners and sends every connection a GOAWAY. Shutdown then
+  // waits for the connections to go, which a client that saw the GOAWAY
+  // closes. Cancelling the calls drops the connections at once, and with
+  // them what the transports had not written yet: the last messages and
+  // status of calls that just ended (a client then saw "Broken pipe").
+  // So when every call ended in time, the connections get kFlushGrace to
+  // close by themselves first. Cancelling is repeated until Shutdown
+  // returns, since the first may come before it began.
+  const absl::Duration flush = drained ? kFlushGrace : absl::ZeroDuration();
   absl::Notification shut;
-  std::thread shutdown([&server, &shut] {
-    server.Shutdown(std::chrono::system_clock::now());
+  std::thread shutdown([&server, &shut, flush] {
+    server.Shutdown(absl::ToChronoTime(absl::Now() + flush));
     shut.Notify();
   });
-  do {
-    grpc_server_cancel_all_calls(server.c_server());
-  } while (!shut.WaitForNotificationWithTimeout(kCancelRepeat));
+  if (!shut.WaitForNotificationWithTimeout(flush)) {
+    do {
+      grpc_server_cancel_all_calls(server.c_server());
+    } while (!shut.WaitForNotificationWithTimeout(kCancelRepeat));
+  }
   shutdown.join();
   server.Wait();
   // Posted tasks run in order: once this one runs, what the ended calls
