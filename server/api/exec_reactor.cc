@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/api/convert.h"
@@ -86,6 +87,13 @@ class ExecSession {
   bool FlushStdin();  // true once the buffer is empty
   void CloseStdin();
   void ReadOutput(int slot);
+  // A buffer for the next read of up to `size` bytes: a written chunk's
+  // when one is free (no allocation, no zero-fill), else a new one.
+  std::string TakeChunk(size_t size);
+  // Keeps a full-size buffer for TakeChunk, up to kChunksInFlight of them.
+  void KeepChunk(std::string chunk);
+  // Keeps the output buffer of a message that has been written.
+  void RecycleChunk(v1::ExecResponse& message);
   void CloseFd(int slot);
   void OnControlReadable();
   void OnDrainDeadline();
@@ -132,6 +140,7 @@ class ExecSession {
 
   std::deque<Outgoing> queue_;
   Outgoing current_;
+  std::vector<std::string> free_chunks_;  // at most kChunksInFlight
   bool write_in_flight_ = false;
   std::optional<absl::Status> finish_after_write_;
   bool finished_ = false;
@@ -441,7 +450,7 @@ void ExecSession::ReadOutput(int slot) {
       static_cast<size_t>(pending) < kChunkBytes / 4) {
     size = std::max(static_cast<size_t>(pending), kSmallRead);
   }
-  std::string chunk(size, '\0');
+  std::string chunk = TakeChunk(size);
   ssize_t n;
   do {
     n = ::read(fds_[slot].get(), chunk.data(), chunk.size());
@@ -476,7 +485,9 @@ void ExecSession::ReadOutput(int slot) {
     Queue(std::move(out));
     return;
   }
-  if (n < 0 && errno == EAGAIN && !drain_expired_) return;
+  const int read_errno = errno;
+  KeepChunk(std::move(chunk));  // nothing read into it
+  if (n < 0 && read_errno == EAGAIN && !drain_expired_) return;
   // EOF; EIO on a pty master once the terminal is closed; or, after the
   // command exited and the drain time passed, an empty pipe.
   eof_[slot] = true;
@@ -577,6 +588,28 @@ void ExecSession::MaybeSendExit() {
   }
 }
 
+std::string ExecSession::TakeChunk(size_t size) {
+  if (size < kChunkBytes || free_chunks_.empty()) return std::string(size, '\0');
+  std::string chunk = std::move(free_chunks_.back());
+  free_chunks_.pop_back();
+  // Only what grows past its last read is zero-filled: nothing, in a stream.
+  chunk.resize(size);
+  return chunk;
+}
+
+void ExecSession::KeepChunk(std::string chunk) {
+  if (chunk.capacity() < kChunkBytes ||
+      free_chunks_.size() >= static_cast<size_t>(kChunksInFlight)) {
+    return;
+  }
+  free_chunks_.push_back(std::move(chunk));
+}
+
+void ExecSession::RecycleChunk(v1::ExecResponse& message) {
+  if (message.has_stdout()) KeepChunk(std::move(*message.mutable_stdout()));
+  if (message.has_stderr()) KeepChunk(std::move(*message.mutable_stderr()));
+}
+
 // ---- writes and the end ---------------------------------------------------------
 
 void ExecSession::Queue(Outgoing out) {
@@ -589,6 +622,15 @@ void ExecSession::MaybeStartWrite() {
   current_ = std::move(queue_.front());
   queue_.pop_front();
   write_in_flight_ = true;
+  if (current_.exit) {
+    // The last message and the status go out together: one write less,
+    // and the client learns the stream ended without another round trip.
+    // current_ stays untouched until OnDone, as gRPC asks.
+    finished_ = true;
+    CloseAll();
+    reactor_->StartWriteAndFinish(&current_.message, grpc::WriteOptions(), grpc::Status::OK);
+    return;
+  }
   reactor_->StartWrite(&current_.message);
 }
 
@@ -603,11 +645,8 @@ void ExecSession::OnWriteDone(bool ok) {
     Fail(absl::CancelledError("the client went away"));
     return;
   }
-  if (current_.exit) {
-    Finish(absl::OkStatus());
-    return;
-  }
   const int source = current_.source;
+  RecycleChunk(current_.message);
   // Cleared first: ReadOutput below may start the next write into current_.
   current_ = Outgoing();
   if (source >= 0) {

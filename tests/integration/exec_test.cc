@@ -61,6 +61,34 @@ TEST_F(ExecTest, CatRoundTripsTenMiBByteForByte) {
   EXPECT_TRUE(r.out == data) << "cat output differs from its input";
 }
 
+// sbxd reuses the buffers of written output chunks for later reads; a
+// short read into one must carry none of the bytes it held before.
+TEST_F(ExecTest, ReusedOutputBuffersCarryNoStaleBytes) {
+  SBX_SANDBOX(sb);
+  const char* script =
+      "import os, time\n"
+      "for i in range(6):\n"
+      "    fd = 1 + i % 2\n"
+      "    os.write(fd, bytes([65 + i]) * (600 << 10))\n"
+      "    time.sleep(0.05)\n"
+      "    os.write(fd, b'<%d>' % i)\n"
+      "    time.sleep(0.05)\n";
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"python3", "-c", script}), "",
+                         seconds(60));
+  ASSERT_TRUE(r.Ok()) << r.Describe().substr(0, 300);
+  EXPECT_EQ(r.exit->exit_code(), 0);
+  std::string want_out, want_err;
+  for (int i = 0; i < 6; ++i) {
+    std::string& want = i % 2 == 0 ? want_out : want_err;
+    want += std::string(600 << 10, static_cast<char>('A' + i));
+    want += "<" + std::to_string(i) + ">";
+  }
+  ASSERT_EQ(r.out.size(), want_out.size());
+  ASSERT_EQ(r.err.size(), want_err.size());
+  EXPECT_TRUE(r.out == want_out) << "stdout differs";
+  EXPECT_TRUE(r.err == want_err) << "stderr differs";
+}
+
 TEST_F(ExecTest, StdoutAndStderrAreSeparate) {
   SBX_SANDBOX(sb);
   ExecResult r = Sh(stub(), sb.id(), "echo out; echo err >&2");
