@@ -68,12 +68,28 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     return ErrnoStatus(err, absl::StrCat("syncing ", tmp));
   }
   fd.reset();
+  const std::string prev = absl::StrCat(path, ".prev");
+  if (durability == Durability::kNoSync && ::rename(path.c_str(), prev.c_str()) != 0 &&
+      errno != ENOENT) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(err, absl::StrCat("renaming ", path, " to ", prev));
+  }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
+    if (durability == Durability::kNoSync) (void)::rename(prev.c_str(), path.c_str());
     return ErrnoStatus(err, absl::StrCat("renaming ", tmp, " to ", path));
   }
+  if (durability == Durability::kNoSync) ::unlink(prev.c_str());
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFileWrittenAtomically(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (text.ok() || text.status().code() != absl::StatusCode::kNotFound) return text;
+  absl::StatusOr<std::string> prev = ReadFileToString(absl::StrCat(path, ".prev"));
+  return prev.ok() ? prev : text;
 }
 
 absl::StatusOr<int64_t> ReadInt64File(const std::string& path) {

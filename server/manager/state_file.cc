@@ -81,7 +81,7 @@ absl::Status WriteStateFile(const std::string& dir, const PersistedSandbox& stat
 
 absl::StatusOr<PersistedSandbox> ReadStateFile(const std::string& dir) {
   const std::string path = StatePath(dir);
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  ASSIGN_OR_RETURN(std::string text, ReadFileWrittenAtomically(path));
   absl::StatusOr<PersistedSandbox> state = ParseState(text);
   if (!state.ok()) return Annotate(state.status(), path);
   return state;
