@@ -40,6 +40,9 @@ class ExecCall::Impl {
     if (rpc_deadline) internal::SetTimeout(context_, *rpc_deadline);
     context_.set_wait_for_ready(wait_for_ready);
     internal::RouteToSandbox(context_, start.start().sandbox_id());
+    // The headers go out with the start message rather than on their own:
+    // opening the stream then waits for nothing.
+    context_.set_initial_metadata_corked(true);
     stream_ = stub_->Exec(&context_);
     // A failed first write means the stream is already dead; the reader
     // then sees Read() fail at once and reports the status from Finish().

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <vector>
 #include <iostream>
 
 #include "absl/strings/match.h"
@@ -55,7 +56,15 @@ absl::StatusOr<Client> ConnectClient(const GlobalArgs& global,
       return s;
     }
   }
-  return Client::Connect(ServerAddress(global), options);
+  absl::StatusOr<Client> client = Client::Connect(ServerAddress(global), options);
+  if (client.ok()) {
+    // A copy is kept until main's _exit: when the verb's client goes away,
+    // its channel then stays instead of being torn down, which made the
+    // process wait milliseconds for gRPC's threads to finish their part.
+    static std::vector<Client>* const kept = new std::vector<Client>();
+    kept->push_back(*client);
+  }
+  return client;
 }
 
 int ReportApiError(const GlobalArgs& global, const absl::Status& status) {

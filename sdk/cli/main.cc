@@ -1,6 +1,9 @@
 // sbx: the command-line client of sbxd. Parses the command line with CLI11
 // into the plain structs of commands.h and hands over to one verb.
+#include <unistd.h>
+
 #include <csignal>
+#include <cstdio>
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -135,5 +138,13 @@ int main(int argc, char** argv) {
   // A closed stdout (`sbx exec ... | head`) must surface as EPIPE, not kill
   // us before the remote command is cancelled.
   std::signal(SIGPIPE, SIG_IGN);
-  return sbx::cli::Main(argc, argv);
+  // The process ends with _exit once its own output is out: no static
+  // destructors, and no teardown of the channel (kept by ConnectClient) or
+  // of gRPC's threads. The kernel closes the connection, which sbxd sees as
+  // a client gone; every verb has had its answer by then.
+  const int code = sbx::cli::Main(argc, argv);
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  ::_exit(code);
 }
