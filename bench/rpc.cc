@@ -16,6 +16,32 @@ void SetDeadline(grpc::ClientContext& ctx, int seconds) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
 
+// Reads an Exec stream to its end: the exit (timed from `start`), stdout.
+ExecOutcome ReadExecOutcome(grpc::ClientReaderWriter<v1::ExecRequest, v1::ExecResponse>& stream,
+                            std::chrono::steady_clock::time_point start) {
+  ExecOutcome out;
+  bool got_exit = false;
+  v1::ExecResponse response;
+  while (stream.Read(&response)) {
+    if (response.has_exit()) {
+      out.exit_ms = MsSince(start);
+      out.exit = response.exit();
+      got_exit = true;
+    } else if (response.msg_case() == v1::ExecResponse::kStdout) {
+      const std::string& data = response.stdout();
+      if (out.stdout_head.size() < 256) {
+        out.stdout_head.append(data, 0, 256 - out.stdout_head.size());
+      }
+      out.stdout_bytes += static_cast<int64_t>(data.size());
+    }
+  }
+  out.status = stream.Finish();
+  if (out.status.ok() && !got_exit) {
+    out.status = grpc::Status(grpc::StatusCode::INTERNAL, "exec stream ended without exit");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, bool own_connection) {
@@ -66,16 +92,22 @@ grpc::Status ListSandboxIds(Stub& stub, std::vector<std::string>* ids) {
 
 ExecOutcome Exec(Stub& stub, const std::string& id, const std::vector<std::string>& argv,
                  int64_t stdin_bytes, int deadline_s) {
-  ExecOutcome out;
   const auto start = std::chrono::steady_clock::now();
   grpc::ClientContext ctx;
   SetDeadline(ctx, deadline_s);
+  // The call's headers go out with the start message, as the SDK sends them.
+  ctx.set_initial_metadata_corked(true);
   auto stream = stub.Exec(&ctx);
   v1::ExecRequest request;
   request.mutable_start()->set_sandbox_id(id);
   for (const std::string& a : argv) request.mutable_start()->add_argv(a);
+  if (stdin_bytes == 0) {
+    // No stdin: the start and the half-close that ends it in one write.
+    stream->WriteLast(request, grpc::WriteOptions());  // a failure shows in Finish
+    return ReadExecOutcome(*stream, start);
+  }
   bool writing = stream->Write(request);
-  if (writing && stdin_bytes > 0) {
+  if (writing) {
     v1::ExecRequest chunk;
     chunk.set_stdin(std::string(kStdinChunk, '\0'));
     for (int64_t left = stdin_bytes; writing && left > 0;) {
@@ -86,26 +118,7 @@ ExecOutcome Exec(Stub& stub, const std::string& id, const std::vector<std::strin
   }
   // Half-closing ends the command's stdin.
   if (writing) stream->WritesDone();
-  bool got_exit = false;
-  v1::ExecResponse response;
-  while (stream->Read(&response)) {
-    if (response.has_exit()) {
-      out.exit_ms = MsSince(start);
-      out.exit = response.exit();
-      got_exit = true;
-    } else if (response.msg_case() == v1::ExecResponse::kStdout) {
-      const std::string& data = response.stdout();
-      if (out.stdout_head.size() < 256) {
-        out.stdout_head.append(data, 0, 256 - out.stdout_head.size());
-      }
-      out.stdout_bytes += static_cast<int64_t>(data.size());
-    }
-  }
-  out.status = stream->Finish();
-  if (out.status.ok() && !got_exit) {
-    out.status = grpc::Status(grpc::StatusCode::INTERNAL, "exec stream ended without exit");
-  }
-  return out;
+  return ReadExecOutcome(*stream, start);
 }
 
 bool HealthCheck(grpc::GenericStub& stub, grpc::CompletionQueue& cq, double* ms) {
