@@ -2,6 +2,8 @@
 # The router configuration, offline:
 # * render.sh refuses bad input with its documented exit codes;
 # * its output for three loopback nodes passes `nginx -t`;
+# * its TLS options (both legs) render configurations that pass `nginx -t`
+#   with throw-away certificates (tests/router runs them for real);
 # * the committed configurations (deploy/router/nginx.conf and the one in
 #   deploy/k8s/router-configmap.yaml) are exactly what their generators make
 #   from the arguments recorded in them, and pass `nginx -t`;
@@ -12,6 +14,7 @@
 # Run from the repository root.
 set -euo pipefail
 command -v nginx >/dev/null || { echo "nginx is missing (scripts/deps/deploy.list)"; exit 1; }
+command -v openssl >/dev/null || { echo "openssl is missing (scripts/deps/deploy.list)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0
@@ -60,6 +63,69 @@ for n in 1 2 3; do
 done
 [ "$(grep -c 'max_fails=1' "$tmp/three.conf")" = 3 ] || fail "sbx_all must list the three nodes"
 
+# ---- TLS ----------------------------------------------------------------------
+# A certificate and key nginx can load, and one file it could not.
+pem=$tmp/pem
+mkdir -p "$pem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -keyout "$pem/key.pem" -out "$pem/cert.pem" 2>/dev/null
+crt=$pem/cert.pem key=$pem/key.pem
+touch "$pem/semi;colon.pem"
+one=a=localhost:1
+expect_rc 2 --tls-cert "$crt" $one                                  # a certificate without its key
+expect_rc 2 --tls-key "$key" $one
+expect_rc 2 --tls-cert cert.pem --tls-key "$key" $one                # relative
+expect_rc 2 --tls-cert "$pem/missing.pem" --tls-key "$key" $one      # unreadable
+expect_rc 2 --tls-cert "$pem" --tls-key "$key" $one                  # a directory
+expect_rc 2 --tls-cert "$pem/semi;colon.pem" --tls-key "$key" $one   # would break the config
+expect_rc 2 --tls-cert= --tls-key "$key" $one                        # empty
+expect_rc 2 --tls-client-ca "$crt" $one                              # client CA, no TLS
+expect_rc 2 --node-tls-cert "$crt" --node-tls-key "$key" $one        # no --node-tls-ca
+expect_rc 2 --node-tls-ca "$crt" --node-tls-cert "$crt" $one
+expect_rc 2 --node-tls-ca "$crt" --node-tls-key "$key" $one
+expect_rc 2 --node-tls-name sbxd.test $one
+expect_rc 2 --node-tls-ca "$crt" a=127.0.0.1:1                       # an address: no name to check
+expect_rc 2 --node-tls-ca "$crt" "a=[::1]:1"
+expect_rc 2 --node-tls-ca "$crt" --node-tls-name 192.0.2.1 $one
+expect_rc 2 --node-tls-ca "$crt" --node-tls-name -bad $one
+expect_rc 0 --node-tls-ca "$crt" --node-tls-name sbxd.test a=127.0.0.1:1
+
+# Both legs, every option: what nginx -t accepts, and what it must say.
+mkdir -p "$tmp/tls"
+"$render" --listen 127.0.0.1:1 --runtime-dir "$tmp/tls" --tls-cert "$crt" --tls-key "$key" \
+  --tls-client-ca "$crt" --node-tls-ca "$crt" --node-tls-cert "$crt" --node-tls-key "$key" \
+  a=localhost:50051 b=localhost:50052 >"$tmp/tls.conf"
+nginx -e stderr -q -t -c "$tmp/tls.conf" || fail "nginx -t rejects the TLS config"
+# shellcheck disable=SC2016 # nginx variables, literally
+for want in '    listen 127.0.0.1:1 ssl http2;' "    ssl_certificate $crt;" \
+  "    ssl_certificate_key $key;" '    ssl_protocols TLSv1.2 TLSv1.3;' \
+  "    ssl_client_certificate $crt;" '    ssl_verify_client on;' \
+  '    error_page 495 496 = /.sbx-router/unauthenticated;' \
+  '      add_header grpc-status 16 always;' \
+  '      grpc_pass grpcs://$sbx_upstream;' "    grpc_ssl_trusted_certificate $crt;" \
+  '    grpc_ssl_verify on;' '    grpc_ssl_name $sbx_node_tls_name;' \
+  "    grpc_ssl_certificate $crt;" "    grpc_ssl_certificate_key $key;" \
+  '    "~(^|, )127\.0\.0\.1:50051$" "localhost";' '    "~(^|, )127\.0\.0\.1:50052$" "localhost";'; do
+  grep -qxF -- "$want" "$tmp/tls.conf" || fail "the TLS config lacks: $want"
+done
+# shellcheck disable=SC2016
+grep -A1 'map $upstream_addr $sbx_node_tls_name {' "$tmp/tls.conf" | grep -qx '    volatile;' ||
+  fail "the node name map must be volatile (re-evaluated for each node tried)"
+# One leg at a time; a fixed node name needs no map.
+"$render" --listen 127.0.0.1:1 --runtime-dir "$tmp/tls" --tls-cert "$crt" --tls-key "$key" \
+  $one >"$tmp/tls-client.conf"
+nginx -e stderr -q -t -c "$tmp/tls-client.conf" || fail "nginx -t rejects the client-TLS config"
+grep -q 'grpc_pass grpc://' "$tmp/tls-client.conf" || fail "client TLS alone must keep cleartext nodes"
+! grep -q 'ssl_verify_client' "$tmp/tls-client.conf" || fail "client certificates without --tls-client-ca"
+"$render" --listen 127.0.0.1:1 --runtime-dir "$tmp/tls" --node-tls-ca "$crt" \
+  --node-tls-name sbxd.test a=127.0.0.1:50051 >"$tmp/tls-node.conf"
+nginx -e stderr -q -t -c "$tmp/tls-node.conf" || fail "nginx -t rejects the node-TLS config"
+grep -qx '    listen 127.0.0.1:1 http2;' "$tmp/tls-node.conf" || fail "node TLS alone must keep a cleartext listener"
+grep -qx '    grpc_ssl_name sbxd.test;' "$tmp/tls-node.conf" || fail "--node-tls-name is not the name checked"
+! grep -q 'sbx_node_tls_name' "$tmp/tls-node.conf" || fail "a fixed node name needs no map"
+# The default stays cleartext on both legs.
+! grep -Eq 'ssl|grpcs' "$tmp/three.conf" || fail "the default config must not mention TLS"
+
 # ---- the committed configurations are their generators' output -------------
 recorded_args() { sed -n "s#^ *\#   $1 ##p" "$2" | head -1; }
 
@@ -89,9 +155,10 @@ grep -Eq '^    listen 0\.0\.0\.0:8080 http2;' "$tmp/k8s.conf" ||
 mkdir -p "$tmp/bin"
 cat >"$tmp/bin/nginx" <<EOF
 #!/bin/sh
-[ "\$*" = "-e stderr -c $tmp/entry/nginx.conf -g daemon off;" ] || { echo "unexpected nginx \$*" >&2; exit 1; }
-sed 's/^\( *listen \)[^ ]*\( http2;\)\$/\\1127.0.0.1:1\\2/' $tmp/entry/nginx.conf > $tmp/entry/t.conf
-exec $(command -v nginx) -e stderr -q -t -c $tmp/entry/t.conf
+conf=\$SBX_ROUTER_RUNTIME_DIR/nginx.conf
+[ "\$*" = "-e stderr -c \$conf -g daemon off;" ] || { echo "unexpected nginx \$*" >&2; exit 1; }
+sed 's/^\( *listen \)[^ ]*\( .*http2;\)\$/\\1127.0.0.1:1\\2/' "\$conf" > "\$conf.t"
+exec $(command -v nginx) -e stderr -q -t -c "\$conf.t"
 EOF
 chmod +x "$tmp/bin/nginx"
 PATH="$tmp/bin:$PATH" SBX_ROUTER_RUNTIME_DIR="$tmp/entry" \
@@ -103,6 +170,24 @@ rc=0
 PATH="$tmp/bin:$PATH" SBX_ROUTER_RUNTIME_DIR="$tmp/entry2" SBX_NODES="Bad=127.0.0.1:1" \
   sh deploy/router/entrypoint.sh 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "entrypoint.sh with a bad node list exited $rc, want 2 at once"
+PATH="$tmp/bin:$PATH" SBX_ROUTER_RUNTIME_DIR="$tmp/entry3" SBX_NODES="node-a=localhost:50051" \
+  SBX_ROUTER_TLS_CERT="$crt" SBX_ROUTER_TLS_KEY="$key" SBX_ROUTER_TLS_CLIENT_CA="$crt" \
+  SBX_ROUTER_NODE_TLS_CA="$crt" SBX_ROUTER_NODE_TLS_NAME=sbxd.test \
+  SBX_ROUTER_NODE_TLS_CERT="$crt" SBX_ROUTER_NODE_TLS_KEY="$key" sh deploy/router/entrypoint.sh ||
+  fail "entrypoint.sh with the TLS variables did not start nginx on a valid configuration"
+for want in '    listen 0.0.0.0:8080 ssl http2;' '    ssl_verify_client on;' \
+  '    grpc_ssl_name sbxd.test;' "    grpc_ssl_certificate_key $key;"; do
+  grep -qxF -- "$want" "$tmp/entry3/nginx.conf" 2>/dev/null ||
+    fail "entrypoint.sh with the TLS variables: the config lacks: $want"
+done
+rc=0
+PATH="$tmp/bin:$PATH" SBX_ROUTER_RUNTIME_DIR="$tmp/entry4" SBX_ROUTER_TLS_CERT="$crt" \
+  sh deploy/router/entrypoint.sh 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "entrypoint.sh with TLS variables but no SBX_NODES exited $rc, want 2"
+rc=0
+PATH="$tmp/bin:$PATH" SBX_ROUTER_RUNTIME_DIR="$tmp/entry5" SBX_NODES="node-a=localhost:50051" \
+  SBX_ROUTER_TLS_CERT="$crt" sh deploy/router/entrypoint.sh 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "entrypoint.sh with a certificate but no key exited $rc, want 2"
 
 if [ "$fails" -gt 0 ]; then
   echo "$fails check(s) failed"

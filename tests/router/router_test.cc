@@ -2,20 +2,16 @@
 // the router land on every node, every later call reaches the node that
 // holds the sandbox, and a stopped node's sandboxes answer UNAVAILABLE while
 // the others keep working.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "daemon.h"
 #include "proc_util.h"
+#include "router_util.h"
 #include "sbx/client.h"
 
 namespace sbx::it {
@@ -26,43 +22,12 @@ using std::chrono::seconds;
 const char* const kNodes[] = {"n1", "n2", "n3"};
 constexpr int kSandboxes = 30;
 
-// Runs `argv` and returns its stdout, or nullopt if it failed.
-std::optional<std::string> Capture(const std::vector<std::string>& argv) {
-  int out[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return std::nullopt;
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  std::string text;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  close(out[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
-  return text;
-}
-
-std::string NodeOf(const std::string& id) {
-  const size_t dot = id.find('.');
-  return dot == std::string::npos ? "" : id.substr(dot + 1);
-}
-
 class RouterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    ASSERT_TRUE(std::string(SBX_NGINX_PATH).find("NOTFOUND") == std::string::npos)
-        << "nginx is not installed (scripts/deps/deploy.list has it)";
     // Each node its own uid ranges, above the other integration tests'.
     uint32_t uid_base = 3600000000u;
+    std::vector<std::string> nodes;
     for (const char* node : kNodes) {
       DaemonOptions options;
       options.listen_tcp = true;
@@ -71,57 +36,28 @@ class RouterTest : public ::testing::Test {
       options.extra_args = {"--node", node, "--max-sandboxes", "48"};
       auto daemon = std::make_unique<Daemon>(options);
       ASSERT_TRUE(daemon->Start());
+      nodes.push_back(std::string(node) + "=127.0.0.1:" + std::to_string(daemon->tcp_port()));
       daemons_[node] = std::move(daemon);
     }
-    char tmpl[] = "/tmp/sbx-router-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    port_ = FreeTcpPort();
-    std::vector<std::string> render = {"/bin/bash", SBX_RENDER_PATH, "--listen",
-                                       "127.0.0.1:" + std::to_string(port_), "--runtime-dir",
-                                       dir_};
-    for (const char* node : kNodes) {
-      render.push_back(std::string(node) +
-                       "=127.0.0.1:" + std::to_string(daemons_[node]->tcp_port()));
-    }
-    std::optional<std::string> conf = Capture(render);
-    ASSERT_TRUE(conf.has_value()) << "render.sh failed";
-    const std::string conf_path = dir_ + "/nginx.conf";
-    FILE* f = fopen(conf_path.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    fwrite(conf->data(), 1, conf->size(), f);
-    fclose(f);
-    nginx_ = fork();
-    if (nginx_ == 0) {
-      execl(SBX_NGINX_PATH, "nginx", "-e", "stderr", "-p", dir_.c_str(), "-c",
-            conf_path.c_str(), "-g", "daemon off;", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    ASSERT_GT(nginx_, 0);
-    ASSERT_TRUE(WaitFor([] { return CanConnectTcp(port_); }, seconds(10))) << "nginx did not start";
-    absl::StatusOr<sbx::Client> client = sbx::Client::Connect("127.0.0.1:" + std::to_string(port_));
+    router_ = std::make_unique<Router>();
+    ASSERT_TRUE(router_->Start(nodes));
+    absl::StatusOr<sbx::Client> client = sbx::Client::Connect(router_->address());
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = std::make_unique<sbx::Client>(*std::move(client));
   }
 
   static void TearDownTestSuite() {
     client_.reset();
-    if (nginx_ > 0) {
-      kill(nginx_, SIGTERM);
-      waitpid(nginx_, nullptr, 0);
-    }
+    router_.reset();
     for (auto& [node, daemon] : daemons_) {
       if (daemon->running()) daemon->Stop();
     }
     daemons_.clear();
-    if (!dir_.empty()) RemoveTree(dir_);
   }
 
   static inline std::map<std::string, std::unique_ptr<Daemon>> daemons_;
+  static inline std::unique_ptr<Router> router_;
   static inline std::unique_ptr<sbx::Client> client_;
-  static inline std::string dir_;
-  static inline int port_ = 0;
-  static inline pid_t nginx_ = -1;
 };
 
 TEST_F(RouterTest, SpreadsRoutesAndSurvivesANodeGoingDown) {
