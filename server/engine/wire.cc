@@ -174,9 +174,21 @@ ssize_t Receive(int sock, std::string* msg, int* fds, size_t* nfds, int flags) {
   mh.msg_control = control;
   mh.msg_controllen = sizeof(control);
   ssize_t n;
-  do {
+  // ECONNRESET: the peer closed its end with a message of ours unread (an
+  // init that reaps a command while sbxd's SIGKILL for it is on its way).
+  // The kernel reports that once, ahead of what the peer sent before it
+  // closed, which is still queued: the exit report, say. Read on.
+  bool reset_seen = false;
+  for (;;) {
     n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
-  } while (n < 0 && errno == EINTR);
+    if (n >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno == ECONNRESET && !reset_seen) {
+      reset_seen = true;
+      continue;
+    }
+    break;
+  }
   if (n < 0) {
     const int err = errno;
     msg->clear();

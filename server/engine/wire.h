@@ -183,7 +183,8 @@ int Send(int sock, const std::string& msg, const int* fds = nullptr, size_t nfds
 // Receives one datagram. Received descriptors (close-on-exec) are stored in
 // `fds` (up to kMaxFds) and counted in `*nfds`. Returns the message size, 0
 // at end of stream, or -errno. A truncated message or descriptor list is an
-// error (-EMSGSIZE) and its descriptors are closed.
+// error (-EMSGSIZE) and its descriptors are closed. A peer that closed with
+// messages of ours unread still has its own read first, then end of stream.
 ssize_t Receive(int sock, std::string* msg, int* fds, size_t* nfds, int flags = 0);
 
 // Type of a received message (0 if too short).

@@ -138,6 +138,23 @@ TEST_F(ExecLimitsTest, OutputLimitTruncatesExactlyAndKills) {
   EXPECT_EQ(r.out.substr(0, 4), "y\ny\n");
 }
 
+// A command that writes past its limit and ends at once (the 1 MiB pipe
+// holds all of it): sbxd's SIGKILL crosses the init's exit report, and the
+// init closes with the signal unread. The exit is still the command's.
+TEST_F(ExecLimitsTest, OutputLimitOfACommandThatEndsAtOnceKeepsItsExit) {
+  SBX_SANDBOX(sb);
+  v1::ExecLimits limits;
+  limits.set_output_bytes(1000);
+  for (int i = 0; i < 40; ++i) {
+    ExecResult r = RunExec(
+        stub(), WithLimits(MakeStart(sb.id(), {"head", "-c", "100000", "/dev/zero"}), limits),
+        "", seconds(30));
+    ASSERT_TRUE(r.Ok()) << "run " << i << ": " << r.Describe();
+    EXPECT_EQ(r.exit->verdict(), v1::VERDICT_OUTPUT_LIMIT) << "run " << i << ": " << r.Describe();
+    EXPECT_EQ(r.out.size(), 1000u) << "run " << i;
+  }
+}
+
 TEST_F(ExecLimitsTest, PidsLimitOfOneCommand) {
   SBX_SANDBOX(sb);
   v1::ExecLimits limits;

@@ -10,6 +10,8 @@
 
 #include <string>
 
+#include "server/engine/sandbox.h"
+
 namespace sbx::wire {
 namespace {
 
@@ -111,6 +113,51 @@ TEST(WireTest, ReceiveReturnsExactlyTheDatagramAndItsDescriptors) {
   ::close(pair[0]);
   EXPECT_EQ(Receive(pair[1], &got, fds, &nfds), 0);
   ::close(pair[1]);
+}
+
+// The init reaps a command that ended on its own while sbxd's SIGKILL for it
+// is on its way: it sends the exit report and closes with the signal unread.
+// The kernel then reports ECONNRESET once, ahead of the queued report.
+TEST(WireTest, ReceiveReadsWhatAPeerSentBeforeClosingWithOursUnread) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  ASSERT_EQ(Send(pair[0], Writer(kSignal).U32(9).data()), 0);  // never read
+  ExitReport report;
+  report.wait_status = 7 << 8;
+  report.wall_us = 1234;
+  const std::string exit_msg = EncodeExit(report);
+  ASSERT_EQ(Send(pair[1], exit_msg), 0);
+  ::close(pair[1]);
+
+  std::string got;
+  int fds[kMaxFds];
+  size_t nfds = 0;
+  ASSERT_EQ(Receive(pair[0], &got, fds, &nfds, MSG_DONTWAIT),
+            static_cast<ssize_t>(exit_msg.size()));
+  EXPECT_EQ(got, exit_msg);
+  EXPECT_EQ(Receive(pair[0], &got, fds, &nfds, MSG_DONTWAIT), 0);  // then the end
+  ::close(pair[0]);
+}
+
+TEST(WireTest, ExitReportCrossingASignalIsStillTheCommandsExit) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  ASSERT_EQ(Send(pair[0], Writer(kSignal).U32(9).data()), 0);
+  ExitReport report;
+  report.wait_status = 3 << 8;  // exited 3
+  report.wall_us = 4321;
+  report.user_us = 11;
+  ASSERT_EQ(Send(pair[1], EncodeExit(report)), 0);
+  ::close(pair[1]);
+
+  absl::StatusOr<engine::ExecExit> exit = engine::ReadExecExit(pair[0]);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->wait_status, 3 << 8);
+  EXPECT_EQ(exit->wall_us, 4321);
+  EXPECT_EQ(exit->user_us, 11);
+  // Nothing more: the init is gone, which the next read says.
+  EXPECT_EQ(engine::ReadExecExit(pair[0]).status().code(), absl::StatusCode::kUnavailable);
+  ::close(pair[0]);
 }
 
 }  // namespace
