@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -106,8 +107,13 @@ void Daemon::Connect() {
   }
   cenv.push_back(check_locks.data());
   cenv.push_back(nullptr);
+  // A test process that dies (a crash, ctest's SIGKILL at its timeout) takes
+  // its daemon with it: SIGTERM, which shuts sbxd down in order. Every
+  // Launch runs on the test's main thread, whose exit is what counts.
+  const pid_t test_pid = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != test_pid) _exit(127);
     int null_fd = open("/dev/null", O_RDONLY);
     dup2(null_fd, 0);
     dup2(log_fd, 1);
