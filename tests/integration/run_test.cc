@@ -307,6 +307,24 @@ TEST_F(RunTest, AMissingCompilerOrProgramIsAVerdictNotAnError) {
   EXPECT_EQ(response.cases(0).exit().exit_code(), 127);
 }
 
+// A case that writes past its output limit and ends at once: sbxd's SIGKILL
+// crosses the init's exit report (see ExecLimitsTest's twin). Every case
+// still gets its verdict, not an error for the whole run.
+TEST_F(RunTest, OutputLimitOfACaseThatEndsAtOnceIsItsVerdict) {
+  v1::RunRequest request;
+  for (const char* arg : {"head", "-c", "100000", "/dev/zero"}) request.add_run_argv(arg);
+  for (int i = 0; i < 30; ++i) AddCase(request, "")->mutable_limits()->set_output_bytes(1000);
+  v1::RunResponse response;
+  grpc::Status s = Run(request, &response);
+  ASSERT_TRUE(s.ok()) << StatusText(s);
+  ASSERT_EQ(response.cases_size(), 30);
+  for (int i = 0; i < response.cases_size(); ++i) {
+    const v1::CaseResult& r = response.cases(i);
+    EXPECT_EQ(r.verdict(), v1::VERDICT_OUTPUT_LIMIT) << "case " << i << ": " << Describe(r);
+    EXPECT_EQ(r.stdout().size(), 1000u) << "case " << i;
+  }
+}
+
 TEST_F(RunTest, BadRequestsCreateNothing) {
   v1::RunResponse response;
   v1::RunRequest no_argv;
