@@ -46,8 +46,6 @@
 namespace {
 
 constexpr int kMaxMessageBytes = 16 << 20;
-// How long running calls may take to finish after SIGTERM (--shutdown-grace).
-constexpr char kDefaultShutdownGrace[] = "10s";
 
 // The effective configuration: the file (--config) with the flags given
 // laid over it (server/config/config.h).
@@ -182,7 +180,7 @@ void SetUpLogging(const std::string& level, bool json) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
-int Serve(const Flags& flags, absl::Duration shutdown_grace) {
+int Serve(const Flags& flags) {
   const sbx::manager::ManagerOptions options = ToManagerOptions(flags);
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (!flags.listen.empty()) {
@@ -218,7 +216,7 @@ int Serve(const Flags& flags, absl::Duration shutdown_grace) {
     return 1;
   }
   const sbx::api::Authenticator auth(flags.default_tenant, flags.tenants, flags.insecure_tcp);
-  sbx::api::GracefulShutdown shutdown(shutdown_grace);  // outlives the server
+  sbx::api::GracefulShutdown shutdown(flags.shutdown_grace);  // outlives the server
   sbx::api::GatedSandboxService service(shutdown, **manager, **loop, auth);
 
   if (absl::Status s = PrepareSocketPath(flags.socket); !s.ok()) {
@@ -326,6 +324,8 @@ constexpr FlagKey kFlagKeys[] = {
     {"--max-sandboxes", "max_sandboxes", "most sandboxes at once"},
     {"--node", "node", "this daemon's name behind a router; sandbox ids end in .NAME"},
     {"--pool-size", "pool_size", "ready sandboxes kept for CreateSandbox (0: no warm pool)"},
+    {"--shutdown-grace", "shutdown_grace",
+     "after SIGTERM, how long running calls may take to finish (e.g. 10s, 500ms)"},
     {"--init-path", "init_path", "the sbx-init binary (default: beside sbxd, else ../libexec/sbx/)"},
     {"--default-memory", "defaults.memory", "memory of a sandbox (SIZE)"},
     {"--default-cpus", "defaults.cpus", "cpus of a sandbox"},
@@ -373,10 +373,6 @@ int main(int argc, char** argv) {
   bool print_config = false;
   app.add_option("--config", config_path, "YAML configuration file")->capture_default_str();
   app.add_flag("--print-config", print_config, "print the effective configuration and exit");
-  std::string shutdown_grace = kDefaultShutdownGrace;
-  app.add_option("--shutdown-grace", shutdown_grace,
-                 "after SIGTERM, how long running calls may take to finish (e.g. 10s, 500ms)")
-      ->capture_default_str();
   std::map<std::string, std::string> values;
   std::map<std::string, bool> switches;
   for (const FlagKey& f : kFlagKeys) {
@@ -406,11 +402,6 @@ int main(int argc, char** argv) {
     std::fputs(sbx::config::ToYaml(*config).c_str(), stdout);
     return 0;
   }
-  absl::Duration grace;
-  if (!absl::ParseDuration(shutdown_grace, &grace) || grace < absl::ZeroDuration()) {
-    std::fprintf(stderr, "sbxd: --shutdown-grace: not a duration: %s\n", shutdown_grace.c_str());
-    return 2;
-  }
   SetUpLogging(config->log_level, config->log_json);
-  return Serve(*config, grace);
+  return Serve(*config);
 }

@@ -90,6 +90,20 @@ absl::Status ReadSize(const YAML::Node& map, absl::string_view prefix, const cha
   return absl::OkStatus();
 }
 
+absl::Status ReadDuration(const YAML::Node& map, absl::string_view prefix, const char* key,
+                          absl::Duration* out) {
+  const YAML::Node v = map[key];
+  if (!v || v.IsNull()) return absl::OkStatus();
+  absl::Duration d;
+  if (!v.IsScalar() || !absl::ParseDuration(v.Scalar(), &d)) {
+    return KeyError(Join(prefix, key),
+                    absl::StrCat("must be a duration such as 10s or 500ms, not '",
+                                 v.IsScalar() ? v.Scalar() : "(a collection)", "'"));
+  }
+  *out = d;
+  return absl::OkStatus();
+}
+
 absl::Status ReadStringList(const YAML::Node& map, absl::string_view prefix, const char* key,
                             std::vector<std::string>* out) {
   const YAML::Node v = map[key];
@@ -133,7 +147,7 @@ absl::Status ParseYamlInto(const YAML::Node& doc, Config& c) {
   RETURN_IF_ERROR(CheckKeys(doc, "",
                             {"socket", "listen", "insecure_tcp", "metrics_listen", "node",
                              "state_dir", "uid_base", "max_sandboxes", "pool_size", "init_path",
-                             "tls", "cgroup", "defaults", "auth", "tenants", "log"}));
+                             "shutdown_grace", "tls", "cgroup", "defaults", "auth", "tenants", "log"}));
   RETURN_IF_ERROR(ReadString(doc, "", "socket", &c.socket));
   RETURN_IF_ERROR(ReadString(doc, "", "listen", &c.listen));
   RETURN_IF_ERROR(ReadBool(doc, "", "insecure_tcp", &c.insecure_tcp));
@@ -144,6 +158,7 @@ absl::Status ParseYamlInto(const YAML::Node& doc, Config& c) {
   RETURN_IF_ERROR(ReadNumber(doc, "", "max_sandboxes", "an integer", &c.max_sandboxes));
   RETURN_IF_ERROR(ReadNumber(doc, "", "pool_size", "an integer", &c.pool_size));
   RETURN_IF_ERROR(ReadString(doc, "", "init_path", &c.init_path));
+  RETURN_IF_ERROR(ReadDuration(doc, "", "shutdown_grace", &c.shutdown_grace));
 
   ASSIGN_OR_RETURN(YAML::Node tls, Section(doc, "tls", {"cert", "key", "client_ca"}));
   RETURN_IF_ERROR(ReadString(tls, "tls", "cert", &c.tls_cert));
@@ -297,6 +312,9 @@ absl::Status Validate(const Config& c) {
     return KeyError("max_sandboxes", "must be in [1, 65536]");
   }
   if (c.pool_size < 0 || c.pool_size > 1024) return KeyError("pool_size", "must be in [0, 1024]");
+  if (c.shutdown_grace < absl::ZeroDuration() || c.shutdown_grace > absl::Hours(1)) {
+    return KeyError("shutdown_grace", "must be in [0s, 1h]");
+  }
   if (c.cgroup_version != "auto" && c.cgroup_version != "v1" && c.cgroup_version != "v2") {
     return KeyError("cgroup.version", "must be auto, v1 or v2");
   }
@@ -349,6 +367,7 @@ std::string ToYaml(const Config& c) {
   out << YAML::Key << "max_sandboxes" << YAML::Value << c.max_sandboxes;
   out << YAML::Key << "pool_size" << YAML::Value << c.pool_size;
   out << YAML::Key << "init_path" << YAML::Value << c.init_path;
+  out << YAML::Key << "shutdown_grace" << YAML::Value << absl::FormatDuration(c.shutdown_grace);
   out << YAML::Key << "cgroup" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "root" << YAML::Value << c.cgroup_root;
   out << YAML::Key << "version" << YAML::Value << c.cgroup_version;

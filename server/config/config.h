@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace sbx::config {
 
@@ -63,6 +64,8 @@ struct Config {
   uint32_t uid_base = 1000000000;
   int max_sandboxes = 1024;
   int pool_size = 4;
+  // After SIGTERM, how long running calls may take to finish.
+  absl::Duration shutdown_grace = absl::Seconds(10);
   std::string node;
   std::string init_path;  // "" = beside sbxd, else ../libexec/sbx/
   int64_t default_memory_bytes = int64_t{512} << 20;

@@ -43,6 +43,7 @@ state_dir: /srv/sbx
 uid_base: 2000000000
 max_sandboxes: 7
 pool_size: 0
+shutdown_grace: 1m30s
 node: n1
 cgroup: {root: /cg, version: v2, parent: p}
 defaults: {memory: 1G, cpus: 0.5, pids: 64, tmp_size: 8M, work_size: 16M, shm_size: 4M}
@@ -63,6 +64,7 @@ log: {level: debug, json: true, access: false}
   EXPECT_EQ(c->tls_client_ca, "/ca.pem");
   EXPECT_EQ(c->uid_base, 2000000000u);
   EXPECT_EQ(c->max_sandboxes, 7);
+  EXPECT_EQ(c->shutdown_grace, absl::Seconds(90));
   EXPECT_EQ(c->cgroup_version, "v2");
   EXPECT_EQ(c->default_memory_bytes, int64_t{1} << 30);
   EXPECT_DOUBLE_EQ(c->default_cpus, 0.5);
@@ -110,6 +112,10 @@ TEST(ConfigTest, WrongTypeIsNamed) {
   c = ParseText("cgroup: 3\n");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("'cgroup'"), std::string::npos) << c.status();
+  c = ParseText("shutdown_grace: soon\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("'shutdown_grace'"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("soon"), std::string::npos) << c.status();
   c = ParseText("socket: [a, b]\n");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("'socket'"), std::string::npos) << c.status();
@@ -172,6 +178,13 @@ TEST(ConfigTest, RangesAndEnumsAreChecked) {
   c.default_cpus = 0;
   EXPECT_NE(Validate(c).message().find("'defaults.cpus'"), std::string::npos);
   c = Config();
+  c.shutdown_grace = absl::Seconds(-1);
+  EXPECT_NE(Validate(c).message().find("'shutdown_grace'"), std::string::npos);
+  c.shutdown_grace = absl::Hours(2);
+  EXPECT_NE(Validate(c).message().find("'shutdown_grace'"), std::string::npos);
+  c.shutdown_grace = absl::ZeroDuration();  // calls are cancelled at once
+  EXPECT_TRUE(Validate(c).ok()) << Validate(c);
+  c = Config();
   c.node = "Bad_Name";
   EXPECT_NE(Validate(c).message().find("'node'"), std::string::npos);
 }
@@ -226,12 +239,14 @@ TEST(ConfigTest, ToYamlRoundTrips) {
   alice.max_cpus = 2;
   c.tenants.push_back(alice);
   c.log_json = true;
+  c.shutdown_grace = absl::Milliseconds(1500);
   const std::string text = ToYaml(c);
   EXPECT_NE(text.find("memory: 3G"), std::string::npos) << text;
   absl::StatusOr<Config> back = ParseText(text);
   ASSERT_TRUE(back.ok()) << back.status() << "\n" << text;
   EXPECT_EQ(ToYaml(*back), text);
   EXPECT_EQ(back->tmp_bytes, 12345);
+  EXPECT_EQ(back->shutdown_grace, absl::Milliseconds(1500));
   EXPECT_EQ(back->tenants.at(0).client_names.at(0), "alice.example");
 }
 
