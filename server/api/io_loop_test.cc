@@ -108,8 +108,13 @@ TEST(IoLoopTest, DisabledHungUpPipeStaysQuiet) {
   EXPECT_EQ(calls.load(), 1) << "a disabled registration fired again";
   (*loop)->Post([&] { ASSERT_TRUE((*loop)->Modify(id, EPOLLIN).ok()); });
   ASSERT_TRUE(rearmed.WaitForNotificationWithTimeout(absl::Seconds(5)));
-  (*loop)->Post([&] { (*loop)->Remove(id); });
-  absl::SleepFor(absl::Milliseconds(20));
+  // Closed only once the loop has let go of it: a sleep orders nothing.
+  absl::Notification removed;
+  (*loop)->Post([&] {
+    (*loop)->Remove(id);
+    removed.Notify();
+  });
+  ASSERT_TRUE(removed.WaitForNotificationWithTimeout(absl::Seconds(5)));
   close(p[0]);
 }
 
