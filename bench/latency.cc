@@ -3,6 +3,7 @@
 // that both see the same machine state.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <thread>
@@ -291,6 +292,55 @@ std::vector<Row> RunCreateDestroy(const Context& ctx) {
   return {create, cold, destroy};
 }
 
+namespace {
+
+// The first two commands of a sandbox just taken from the pool, as a
+// grader's compile-then-run issues them: each round starts on a settled
+// machine, takes a sandbox (untimed), runs `true` twice back to back and
+// destroys it. The first command finds the sandbox's spare process in its
+// cgroup leaf already; the second comes while the next spare is joining its
+// own leaf (see docs/benchmarks.md, "Where the time goes").
+std::vector<Row> MeasureFreshSandboxExecs(const Context& ctx) {
+  Stub& stub = ctx.daemon.stub();
+  const int rounds = std::min(ctx.options.iterations, 100);
+  std::vector<double> first_ms, second_ms;
+  int failures = 0;
+  std::string last_error;
+  for (int i = 0; i < ctx.options.warmup / 3 + rounds && !g_interrupted; ++i) {
+    absl::SleepFor(absl::Milliseconds(25));
+    v1::Sandbox box;
+    grpc::Status s = CreateSandbox(stub, &box);
+    if (!s.ok()) {
+      ++failures;
+      last_error = "create: " + StatusText(s);
+      continue;
+    }
+    const ExecOutcome first = Exec(stub, box.id(), {"true"});
+    const ExecOutcome second = Exec(stub, box.id(), {"true"});
+    DestroySandbox(stub, box.id());
+    const bool ok = first.status.ok() && second.status.ok() &&
+                    first.exit.exit_code() == 0 && second.exit.exit_code() == 0;
+    if (!ok) {
+      ++failures;
+      last_error = StatusText(first.status.ok() ? second.status : first.status);
+      continue;
+    }
+    if (i < ctx.options.warmup / 3) continue;
+    first_ms.push_back(first.exit_ms);
+    second_ms.push_back(second.exit_ms);
+  }
+  Row first("exec_fresh_first", "  first Exec in a sandbox from the pool");
+  Row second("exec_fresh_second", "  a second Exec right after it");
+  first.latency = second.latency = true;
+  first.note = "25 ms settle, then a sandbox from the pool, true twice, destroy";
+  if (failures > 0) absl::StrAppend(&first.note, "; ", failures, " failed rounds, last: ", last_error);
+  if (!first_ms.empty()) first.value = MakeSeries("first exec", "ms", first_ms);
+  if (!second_ms.empty()) second.value = MakeSeries("second exec", "ms", second_ms);
+  return {first, second};
+}
+
+}  // namespace
+
 std::vector<Row> RunExecLatency(const Context& ctx) {
   Stub& stub = ctx.daemon.stub();
   v1::Sandbox box;
@@ -317,7 +367,9 @@ std::vector<Row> RunExecLatency(const Context& ctx) {
   row.met = row.value ? YesNo(row.value->summary.median <= 1.5) : "n/a";
   CheckTail(row);
   if (!last_error.empty()) absl::StrAppend(&row.note, " last error: ", last_error);
-  return {row};
+  std::vector<Row> rows = {row};
+  for (Row& fresh : MeasureFreshSandboxExecs(ctx)) rows.push_back(std::move(fresh));
+  return rows;
 }
 
 // `sbx run -- true` as a whole process (ephemeral sandbox, CLI start-up
