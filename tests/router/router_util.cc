@@ -122,4 +122,25 @@ std::string NodeOf(const std::string& id) {
   return dot == std::string::npos ? "" : id.substr(dot + 1);
 }
 
+::testing::AssertionResult ReachesItsSandbox(sbx::Client& client, const std::string& id) {
+  sbx::ExecOptions exec;
+  exec.sandbox_id = id;
+  exec.argv = {"sh", "-c", "hostname; cat"};
+  absl::StatusOr<sbx::ExecResult> ran = client.ExecCollect(exec, "stdin of " + id);
+  if (!ran.ok()) return ::testing::AssertionFailure() << id << ": exec: " << ran.status();
+  if (ran->stdout_data != id + "\nstdin of " + id) {
+    return ::testing::AssertionFailure() << id << ": exec printed \"" << ran->stdout_data << "\"";
+  }
+  sbx::FileToWrite file;
+  file.path = "/work/who";
+  file.content = id;
+  if (absl::StatusOr<sbx::WriteResult> written = client.WriteFiles(id, {file}); !written.ok()) {
+    return ::testing::AssertionFailure() << id << ": write: " << written.status();
+  }
+  absl::StatusOr<std::string> read = client.ReadFile(id, "/work/who");
+  if (!read.ok()) return ::testing::AssertionFailure() << id << ": read: " << read.status();
+  if (*read != id) return ::testing::AssertionFailure() << id << ": read back \"" << *read << "\"";
+  return ::testing::AssertionSuccess();
+}
+
 }  // namespace sbx::it

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "sbx/client.h"
+
 namespace sbx::it {
 
 // One router: render.sh's configuration served by a real nginx, a child of
@@ -65,6 +67,11 @@ class Pki {
 
 // The node a sandbox id names (the part after its first '.'), or "".
 std::string NodeOf(const std::string& id);
+
+// Whether calls about sandbox `id` through `client` reach that sandbox: an
+// Exec (`hostname; cat`, its stdin and the id's hostname back), then a file
+// written into it and read back. Any other node would answer NOT_FOUND.
+::testing::AssertionResult ReachesItsSandbox(sbx::Client& client, const std::string& id);
 
 }  // namespace sbx::it
 
