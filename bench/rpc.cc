@@ -72,12 +72,14 @@ grpc::Status DestroySandbox(Stub& stub, const std::string& id) {
   return stub.DestroySandbox(&ctx, request, &response);
 }
 
-grpc::Status RunOnce(Stub& stub, const std::vector<std::string>& argv, v1::RunResponse* out) {
+grpc::Status RunOnce(Stub& stub, const std::vector<std::string>& argv, v1::RunResponse* out,
+                     const std::vector<std::string>& compile_argv, int cases) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, 60);
   v1::RunRequest request;
   for (const std::string& a : argv) request.add_run_argv(a);
-  request.add_cases();
+  for (const std::string& a : compile_argv) request.add_compile_argv(a);
+  for (int i = 0; i < cases; ++i) request.add_cases();
   return stub.Run(&ctx, request, out);
 }
 

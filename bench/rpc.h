@@ -27,8 +27,10 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, bool own_c
 grpc::Status CreateSandbox(Stub& stub, v1::Sandbox* sandbox);
 grpc::Status DestroySandbox(Stub& stub, const std::string& id);
 grpc::Status ListSandboxIds(Stub& stub, std::vector<std::string>* ids);
-// The judge's one-shot: Run with `argv` and one case without input.
-grpc::Status RunOnce(Stub& stub, const std::vector<std::string>& argv, v1::RunResponse* out);
+// The judge's one-shot: Run with `argv` and one case without input. With
+// `compile_argv`, that command runs first, and `cases` cases follow it.
+grpc::Status RunOnce(Stub& stub, const std::vector<std::string>& argv, v1::RunResponse* out,
+                     const std::vector<std::string>& compile_argv = {}, int cases = 1);
 
 struct ExecOutcome {
   grpc::Status status;  // of the stream; OK with no exit is made an error
