@@ -125,25 +125,21 @@ std::vector<Row> RunOneShot(const Context& ctx) {
                 if (!s.ok()) last_error = "destroy: " + StatusText(s);
                 return run.status.ok() && run.exit.exit_code() == 0 && s.ok();
               }};
-  // The same one-shot as one call: what a judge's client sees.
-  Variant run{"sbx Run", [&](double* ms) {
-                const auto start = Clock::now();
-                v1::RunResponse response;
-                grpc::Status s = RunOnce(stub, {"true"}, &response);
-                *ms = MsSince(start);
-                if (!s.ok()) last_error = "run: " + StatusText(s);
-                return s.ok() && response.verdict() == v1::VERDICT_OK;
-              }};
-  // A judge's submission: a compile step, then three cases.
-  Variant judge{"sbx Run, compile + 3 cases", [&](double* ms) {
-                  const auto start = Clock::now();
-                  v1::RunResponse response;
-                  grpc::Status s = RunOnce(stub, {"true"}, &response, {"true"}, 3);
-                  *ms = MsSince(start);
-                  if (!s.ok()) last_error = "run: " + StatusText(s);
-                  return s.ok() && response.verdict() == v1::VERDICT_OK &&
-                         response.cases_size() == 3;
-                }};
+  // One Run call that must pass with all `cases` cases: with no compile
+  // step, the same one-shot as one call (what a judge's client sees);
+  // with one, a grader's submission.
+  auto run_probe = [&](std::vector<std::string> compile_argv, int cases) -> Probe {
+    return [&stub, &last_error, compile_argv = std::move(compile_argv), cases](double* ms) {
+      const auto start = Clock::now();
+      v1::RunResponse response;
+      grpc::Status s = RunOnce(stub, {"true"}, &response, compile_argv, cases);
+      *ms = MsSince(start);
+      if (!s.ok()) last_error = "run: " + StatusText(s);
+      return s.ok() && response.verdict() == v1::VERDICT_OK && response.cases_size() == cases;
+    };
+  };
+  Variant run{"sbx Run", run_probe({}, 1)};
+  Variant judge{"sbx Run, compile + 3 cases", run_probe({"true"}, 3)};
   std::vector<Variant> variants;
   variants.push_back(std::move(sbx));
   variants.push_back(std::move(run));
