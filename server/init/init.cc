@@ -273,6 +273,10 @@ void ClearSignalMask() {
   // The init went away or replaced us: nothing to run.
   if (n <= 0 || wire::TypeOf(msg) != wire::kSpareRun || nfds < 1) ::_exit(0);
   const int err_pipe = fds[0];
+  // The command is ours from here on; the init takes a spare that dies
+  // without saying so (killed while it joined its leaf, say) for no spare.
+  const char taken = 1;
+  if (::write(err_pipe, &taken, 1) != 1) ::_exit(0);
   if (setup_err != 0) ChildFail(err_pipe, wire::kExecStepCgroup, setup_err);
   if (filter_err != 0) ChildFail(err_pipe, wire::kExecStepSeccomp, filter_err);
   wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
@@ -288,6 +292,30 @@ void ClearSignalMask() {
   }
   ::close(sock);
   ExecChild(req, fds + 1, req.tty ? pty_name.c_str() : nullptr, err_pipe, /*filtered=*/true);
+}
+
+// How long the init waits for a spare to take the command it was handed.
+// Joining its leaf, the longest thing a spare may still be doing, takes a
+// grace period or two; a spare that is later than this has been stopped.
+constexpr int kSpareTakeTimeoutMs = 1000;
+
+// Waits for the byte with which a spare says it took its command (RunSpare).
+bool SpareTookCommand(int err_pipe) {
+  struct pollfd pfd = {err_pipe, POLLIN, 0};
+  const int64_t deadline = NowUs() + kSpareTakeTimeoutMs * 1000;
+  for (;;) {
+    const int64_t left_ms = (deadline - NowUs() + 999) / 1000;
+    if (left_ms <= 0) return false;
+    const int rc = ::poll(&pfd, 1, static_cast<int>(left_ms));
+    if (rc > 0) break;
+    if (rc == 0 || errno != EINTR) return false;
+  }
+  char taken = 0;
+  ssize_t n;
+  do {
+    n = ::read(err_pipe, &taken, 1);
+  } while (n < 0 && errno == EINTR);
+  return n == 1;
 }
 
 struct Exec {
@@ -432,9 +460,8 @@ int Server::RunInSpare(pid_t expected, const std::string& msg, const char* pty_n
     for (int i = 0; i < 3; ++i) fds[nfds++] = stdio[i];
   }
   const int err = wire::Send(spare_sock_, w.data(), fds, nfds);
-  // Used or dead: either way it is nobody's spare any more. A spare that
-  // dies before it reads the request closes the error pipe with it, and its
-  // exit is then reported as the command's.
+  // Used or dead: either way it is nobody's spare any more. Whether it took
+  // the command, StartExec learns from the error pipe (SpareTookCommand).
   const pid_t spare = spare_pid_;
   const int spare_sock = spare_sock_;
   ::epoll_ctl(epoll_, EPOLL_CTL_DEL, spare_sock, nullptr);
@@ -553,6 +580,13 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
   }
   ::close(err_pipe[1]);
   for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
+  if (start_err == 0 && spare_sock >= 0 && !SpareTookCommand(err_pipe[0])) {
+    // Dead before it read the command, or stopped: the command has not
+    // begun, and sbxd starts it the ordinary way.
+    ::kill(pid, SIGKILL);
+    ::close(spare_sock);
+    start_err = ESRCH;
+  }
   if (start_err != 0) {
     ::close(err_pipe[0]);
     if (master >= 0) ::close(master);

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -148,6 +150,12 @@ int64_t ProcVmRssKb(pid_t pid) {
 int ProcThreadCount(pid_t pid) {
   std::string v = StatusField(pid, "Threads");
   return v.empty() ? -1 : std::stoi(v);
+}
+
+long ProcBlockedSyscall(pid_t pid) {
+  auto text = ReadFile("/proc/" + std::to_string(pid) + "/syscall");
+  if (!text || text->empty() || !std::isdigit(static_cast<unsigned char>((*text)[0]))) return -1;
+  return std::strtol(text->c_str(), nullptr, 10);
 }
 
 int ProcFdCount(pid_t pid) {

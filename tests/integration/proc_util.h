@@ -40,6 +40,9 @@ std::vector<int64_t> ProcUids(pid_t pid);
 int64_t ProcVmRssKb(pid_t pid);
 int ProcFdCount(pid_t pid);
 int ProcThreadCount(pid_t pid);
+// The system call `pid` is blocked in (the first field of /proc/<pid>/syscall);
+// -1 if it is running, or the file cannot be read.
+long ProcBlockedSyscall(pid_t pid);
 std::vector<pid_t> AllPids();
 // Direct children of `pid` (from /proc/<pid>/task/*/children).
 std::vector<pid_t> ProcChildren(pid_t pid);

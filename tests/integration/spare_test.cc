@@ -5,9 +5,11 @@
 // state directory.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/syscall.h>
 
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "daemon.h"
@@ -176,6 +178,46 @@ TEST_F(SpareTest, ACommandThatKillsEverythingDoesNotBreakTheNextOne) {
     ASSERT_TRUE(r.Ok()) << "command " << i << ": " << r.Describe();
     EXPECT_EQ(r.out, "next\n");
   }
+}
+
+// A stopped spare never takes the command it is handed: the init gives up
+// on it after a second, and the command runs the ordinary way.
+TEST_F(SpareTest, AStoppedSpareIsGivenUpAndTheCommandRunsAllTheSame) {
+  SBX_SANDBOX(sb);
+  Leaf spare;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+  // Our own sandbox's process, by pid.
+  ASSERT_EQ(::kill(spare.pids[0], SIGSTOP), 0);
+  ExecResult r = Sh(stub(), sb.id(), "echo ran");
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.out, "ran\n");
+  EXPECT_TRUE(WaitFor([&] { return ::kill(spare.pids[0], 0) != 0; }, seconds(5)))
+      << "the stopped spare " << spare.pids[0] << " was not ended";
+}
+
+// A spare killed while it joins its leaf holds the signal until the join
+// ends, and may be handed the next command in the meantime. That command
+// must still run: the spare's death is no spare, not the command's death.
+TEST_F(SpareTest, ASpareKilledHoldingTheCommandDoesNotTakeItAlong) {
+  SBX_SANDBOX(sb);
+  Leaf spare;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &spare));
+  const pid_t init = sb.sandbox().init_pid();
+  ASSERT_GT(init, 0);
+  // Stopped, the spare leaves the command it is handed unread, as one still
+  // in its cgroup join does.
+  ASSERT_EQ(::kill(spare.pids[0], SIGSTOP), 0);
+  ExecResult r;
+  std::thread exec([&] { r = Sh(stub(), sb.id(), "echo ran"); });
+  // The init has handed the command over once it waits for the spare.
+  const bool handed = WaitFor([&] { return ProcBlockedSyscall(init) == SYS_poll; },
+                              seconds(5), std::chrono::milliseconds(1));
+  ::kill(spare.pids[0], SIGKILL);
+  exec.join();
+  EXPECT_TRUE(handed) << "the init was never seen waiting for the spare";
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.exit->exit_code(), 0);
+  EXPECT_EQ(r.out, "ran\n");
 }
 
 TEST_F(SpareTest, ASecondDaemonOnTheSameStateDirectoryRefusesToStart) {
