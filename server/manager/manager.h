@@ -112,7 +112,8 @@ class Manager {
 
   // A command of the sandbox ended (exited, or its stream went away): its
   // cgroup leaf is removed and the sandbox gets its next spare process, both
-  // in the background (see StartWorker). A leaf that still holds processes
+  // in the background (see StartWorker); after the sandbox's first command,
+  // the spare comes 20 ms later (see worker.cc). A leaf that still holds processes
   // (the command left some in the background) stays for the sandbox's
   // removal, unless `kill_rest`: then they are killed and the removal
   // retried until the leaf is empty.
@@ -193,8 +194,9 @@ class Manager {
 
   // Spare processes (worker.cc): each running sandbox keeps one in the
   // cgroup leaf of its next command. Gives the sandbox a spare, on the
-  // worker, if it has none.
-  void ScheduleSpare(const std::shared_ptr<Record>& record);
+  // worker (at `when` or later), if it has none.
+  void ScheduleSpare(const std::shared_ptr<Record>& record,
+                     absl::Time when = absl::InfinitePast());
   // Creates the leaf and has the init fork the spare into it; OK when the
   // sandbox has a spare already. REQUIRES: record.op_mu held.
   absl::Status PrepareSpareLocked(Record& record);

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -44,6 +45,8 @@ struct Manager::Record {
   // counter goes with the leaf.
   int64_t leaf_oom_kills = 0;
   pid_t pid = 0;            // of the init, for display
+  // Commands of the Exec API that have ended (see Manager::CommandEnded).
+  std::atomic<int64_t> commands_ended{0};
   uint64_t watch_token = 0; // 0 when its pidfd is not watched
 
   // Held while a spare process is made outside op_mu (the worker's

@@ -34,6 +34,9 @@ namespace {
 // 5 s), before it is left to the sandbox's removal.
 constexpr absl::Duration kLeafRetry = absl::Milliseconds(20);
 constexpr int kLeafAttempts = 250;
+// How long after a sandbox's first command its next spare is made; see
+// CommandEnded.
+constexpr absl::Duration kFirstSpareDelay = absl::Milliseconds(20);
 
 }  // namespace
 
@@ -101,7 +104,16 @@ void Manager::CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine
     auto it = registry_.find(sandbox_id);
     if (it != registry_.end()) record = it->second;
   }
-  if (record) ScheduleSpare(record);
+  if (!record) return;
+  // A sandbox's first command is often its last: create, exec, destroy. A
+  // spare made at once would still be joining its leaf when the Destroy
+  // comes, in the kernel's uninterruptible wait for the cgroup move (an RCU
+  // grace period, milliseconds after a pause), and the init's death waits
+  // for every process of its pid namespace. So that spare comes a little
+  // later. A command that comes sooner joins a leaf of its own, which costs
+  // it the same wait the spare's join would have.
+  const bool first = record->commands_ended.fetch_add(1, std::memory_order_relaxed) == 0;
+  ScheduleSpare(record, first ? absl::Now() + kFirstSpareDelay : absl::InfinitePast());
 }
 
 void Manager::RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
@@ -145,8 +157,8 @@ void Manager::RemoveLeafAttempt(const std::shared_ptr<LeafRemoval>& removal) {
   }
 }
 
-void Manager::ScheduleSpare(const std::shared_ptr<Record>& record) {
-  Defer([this, weak = std::weak_ptr<Record>(record)] { MakeSpareFor(weak.lock()); });
+void Manager::ScheduleSpare(const std::shared_ptr<Record>& record, absl::Time when) {
+  Defer([this, weak = std::weak_ptr<Record>(record)] { MakeSpareFor(weak.lock()); }, when);
 }
 
 void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
