@@ -2,12 +2,51 @@
 
 #include <malloc.h>
 
-#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 namespace sbx::api {
 namespace {
 
-std::atomic<int> g_streams{0};
+using Clock = std::chrono::steady_clock;
+
+// How long the heap stays as it is after the last stream ended: a client
+// that runs command after command keeps its buffers warm, and an idle sbxd
+// gives them back within a second. The trim walks every arena, so it runs
+// on a thread of its own, not on the thread that ended the stream.
+constexpr auto kTrimDelay = std::chrono::seconds(1);
+
+struct Trimmer {
+  std::mutex mu;
+  std::condition_variable cv;
+  int streams = 0;
+  bool owed = false;  // streams ended since the last trim
+  Clock::time_point last_end;
+};
+
+// Never destroyed: its thread runs until the process ends.
+Trimmer& TheTrimmer() {
+  static Trimmer* trimmer = new Trimmer;
+  return *trimmer;
+}
+
+[[noreturn]] void TrimWhenIdle(Trimmer& t) {
+  std::unique_lock<std::mutex> lock(t.mu);
+  for (;;) {
+    t.cv.wait(lock, [&] { return t.owed && t.streams == 0; });
+    const Clock::time_point due = t.last_end + kTrimDelay;
+    if (Clock::now() < due) {
+      t.cv.wait_until(lock, due);  // a stream that starts meanwhile wakes it
+      continue;
+    }
+    t.owed = false;
+    lock.unlock();
+    ::malloc_trim(0);
+    lock.lock();
+  }
+}
 
 }  // namespace
 
@@ -16,13 +55,22 @@ void TuneHeapForStreams() {
   // threshold would otherwise rise with them), on the heaps kept below.
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  std::thread(TrimWhenIdle, std::ref(TheTrimmer())).detach();
 }
 
-StreamHeapUse::StreamHeapUse() { g_streams.fetch_add(1, std::memory_order_relaxed); }
+StreamHeapUse::StreamHeapUse() {
+  Trimmer& t = TheTrimmer();
+  std::lock_guard<std::mutex> lock(t.mu);
+  ++t.streams;
+}
 
 StreamHeapUse::~StreamHeapUse() {
-  // A stream starting meanwhile only finds its first buffers to fault in.
-  if (g_streams.fetch_sub(1, std::memory_order_acq_rel) == 1) ::malloc_trim(0);
+  Trimmer& t = TheTrimmer();
+  std::lock_guard<std::mutex> lock(t.mu);
+  if (--t.streams > 0) return;
+  t.owed = true;
+  t.last_end = Clock::now();
+  t.cv.notify_one();
 }
 
 }  // namespace sbx::api

@@ -284,6 +284,44 @@ TEST_F(ExecTest, TtyResizeIsSeenByCommand) {
   EXPECT_NE(s.out.find("40 100"), std::string::npos) << s.out;
 }
 
+// sbxd keeps the buffers of stream messages while streams run, and hands
+// the free heap back to the kernel a second after the last one has ended
+// (server/api/stream_heap.cc).
+TEST_F(ExecTest, FreedStreamBuffersAreHandedBackOnceStreamsEnd) {
+  SBX_SANDBOX(sb);
+  const pid_t sbxd = daemon().pid();
+  const std::string data(32 << 20, 'x');
+  // Eight at once, in and out, so that their messages spread over several
+  // of the heap's arenas.
+  auto stream = [&] {
+    std::vector<std::thread> clients;
+    std::vector<ExecResult> results(8);
+    for (size_t i = 0; i < results.size(); ++i) {
+      clients.emplace_back([&, i] {
+        results[i] = RunExec(stub(), MakeStart(sb.id(), {"sh", "-c", "cat; head -c 32M /dev/zero"}),
+                             data, seconds(60));
+      });
+    }
+    for (std::thread& c : clients) c.join();
+    for (const ExecResult& r : results) {
+      ASSERT_TRUE(r.Ok()) << r.Describe();
+      EXPECT_EQ(r.out.size(), 2 * data.size());
+    }
+  };
+  // Once first, for whatever gRPC and sbxd make on first use, and trimmed.
+  stream();
+  std::this_thread::sleep_for(seconds(2));
+  const int64_t before = ProcVmRssKb(sbxd);
+  stream();
+  const int64_t right_after = ProcVmRssKb(sbxd);
+  int64_t now = right_after;
+  EXPECT_TRUE(WaitFor([&] { return (now = ProcVmRssKb(sbxd)) <= before + 4096; }, seconds(5)))
+      << "sbxd RSS " << before << " kB before the stream, " << right_after
+      << " kB when it ended, " << now << " kB 5 s later";
+  std::cerr << "[heap] sbxd RSS " << before << " kB, " << right_after << " kB at the end, "
+            << now << " kB after\n";
+}
+
 TEST_F(ExecTest, SlowReaderIsBackPressured) {
   SBX_SANDBOX(sb);
   constexpr size_t kTotal = 200u << 20;
