@@ -244,15 +244,15 @@ EOF
   echo "  }"
 }
 
-# The router's answer to a client without a valid certificate.
-unauthenticated_location() {
-  [ -n "${opt[tls-client-ca]}" ] || return 0
+# A location that answers a call itself, with a gRPC status and message
+# ($3 goes into nginx's config as it is: it may name nginx variables).
+answer_location() {
   cat <<EOF
 
-    location = /.sbx-router/unauthenticated {
+    location = /.sbx-router/$1 {
       internal;
-      add_header grpc-status 16 always;
-      add_header grpc-message "sbx router: a client certificate signed by the router's client CA is required" always;
+      add_header grpc-status $2 always;
+      add_header grpc-message "sbx router: $3" always;
       return 200;
     }
 EOF
@@ -385,29 +385,14 @@ cat <<EOF
       add_header sbx-node \$sbx_served_by always;
       error_page 502 503 504 = /.sbx-router/unavailable;
     }
-
-    location = /.sbx-router/unknown-node {
-      internal;
-      add_header grpc-status 5 always;
-      add_header grpc-message "sbx router: unknown sbx-node '\$sbx_node_shown'" always;
-      return 200;
-    }
-
-    location = /.sbx-router/missing-node {
-      internal;
-      add_header grpc-status 3 always;
-      add_header grpc-message "sbx router: calls about an existing sandbox need the sbx-node metadata header" always;
-      return 200;
-    }
-
-    location = /.sbx-router/unavailable {
-      internal;
-      add_header grpc-status 14 always;
-      add_header grpc-message "sbx router: no sbx node could be reached" always;
-      return 200;
-    }
 EOF
-unauthenticated_location
+answer_location unknown-node 5 "unknown sbx-node '\$sbx_node_shown'"
+answer_location missing-node 3 "calls about an existing sandbox need the sbx-node metadata header"
+answer_location unavailable 14 "no sbx node could be reached"
+if [ -n "${opt[tls-client-ca]}" ]; then
+  answer_location unauthenticated 16 \
+    "a client certificate signed by the router's client CA is required"
+fi
 cat <<EOF
   }
 }
