@@ -209,9 +209,16 @@ TEST_F(SpareTest, ASpareKilledHoldingTheCommandDoesNotTakeItAlong) {
   ASSERT_EQ(::kill(spare.pids[0], SIGSTOP), 0);
   ExecResult r;
   std::thread exec([&] { r = Sh(stub(), sb.id(), "echo ran"); });
-  // The init has handed the command over once it waits for the spare.
-  const bool handed = WaitFor([&] { return ProcBlockedSyscall(init) == SYS_poll; },
-                              seconds(5), std::chrono::milliseconds(1));
+  // The init has handed the command over once it waits for the spare (in
+  // poll, which glibc makes ppoll on some architectures).
+  auto polling = [&] {
+    const long call = ProcBlockedSyscall(init);
+#ifdef SYS_poll
+    if (call == SYS_poll) return true;
+#endif
+    return call == SYS_ppoll;
+  };
+  const bool handed = WaitFor(polling, seconds(5), std::chrono::milliseconds(1));
   ::kill(spare.pids[0], SIGKILL);
   exec.join();
   EXPECT_TRUE(handed) << "the init was never seen waiting for the spare";
