@@ -413,6 +413,19 @@ absl::StatusOr<CgroupVersion> DetectVersion(const CgroupOptions& options) {
 
 }  // namespace
 
+bool CgroupMovesFavored(std::string_view mounts) {
+  const absl::string_view text(mounts.data(), mounts.size());
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    // device mount-point type options dump pass
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
+    if (fields.size() < 4 || (fields[2] != "cgroup" && fields[2] != "cgroup2")) continue;
+    for (absl::string_view option : absl::StrSplit(fields[3], ',')) {
+      if (option == "favordynmods") return true;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<std::unique_ptr<CgroupManager>> CgroupManager::Create(const CgroupOptions& options) {
   RETURN_IF_ERROR(cgroup_internal::ValidateCgroupName(options.parent, "parent cgroup name"));
   ASSIGN_OR_RETURN(CgroupVersion version, DetectVersion(options));

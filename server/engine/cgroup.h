@@ -154,6 +154,12 @@ class CgroupManager {
   virtual absl::Status RemoveParentIfEmpty() = 0;
 };
 
+// Whether a cgroup hierarchy in `mounts` (the text of /proc/self/mounts) is
+// mounted with favordynmods. The kernel then moves a process into a cgroup
+// without first waiting for an RCU grace period, which otherwise costs the
+// first move after a pause milliseconds (docs/architecture.md).
+bool CgroupMovesFavored(std::string_view mounts);
+
 }  // namespace sbx::engine
 
 #endif  // SBX_SERVER_ENGINE_CGROUP_H_

@@ -13,6 +13,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/file_util.h"
 #include "server/common/status.h"
 #include "server/manager/log.h"
 #include "server/manager/record.h"
@@ -119,6 +120,11 @@ absl::Status Manager::Init() {
       engine::CgroupManager::Create(options_.cgroup);
   if (!cgroups.ok()) return Annotate(cgroups.status(), "setting up cgroups");
   cgroups_ = std::move(*cgroups);
+  if (absl::StatusOr<std::string> mounts = ReadFileToString("/proc/self/mounts");
+      mounts.ok() && !engine::CgroupMovesFavored(*mounts)) {
+    Log().info("no cgroup hierarchy is mounted with favordynmods: a command that joins its "
+               "cgroup after a pause waits for an RCU grace period (see docs/architecture.md)");
+  }
 
   absl::StatusOr<std::unique_ptr<engine::Spawner>> spawner =
       engine::Spawner::Start(options_.init_path);

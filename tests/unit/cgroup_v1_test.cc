@@ -639,5 +639,22 @@ TEST_F(CgroupV1RealTest, DetectsV1OnHybridHost) {
   for (const std::string& dir : (*manager)->ParentPaths()) EXPECT_FALSE(Exists(dir)) << dir;
 }
 
+// favordynmods on any cgroup hierarchy, v1 or v2, and only there.
+TEST(CgroupMountsTest, FavoredMovesAreReadFromTheMountOptions) {
+  const std::string plain =
+      "sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0\n"
+      "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0\n";
+  EXPECT_FALSE(CgroupMovesFavored(plain));
+  EXPECT_FALSE(CgroupMovesFavored(""));
+  EXPECT_TRUE(CgroupMovesFavored(
+      "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,favordynmods 0 0"));
+  EXPECT_TRUE(CgroupMovesFavored(plain +
+                                 "cgroup /sys/fs/cgroup/pids cgroup rw,favordynmods,pids 0 0\n"));
+  // The word elsewhere (a mount point, another file system) does not count.
+  EXPECT_FALSE(CgroupMovesFavored("tmpfs /favordynmods tmpfs rw,favordynmods 0 0\n"));
+  EXPECT_FALSE(CgroupMovesFavored(
+      "cgroup /sys/fs/cgroup/favordynmods cgroup rw,relatime,cpu,favordynmodsx 0 0\n"));
+}
+
 }  // namespace
 }  // namespace sbx::engine
