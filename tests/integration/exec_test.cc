@@ -288,6 +288,10 @@ TEST_F(ExecTest, TtyResizeIsSeenByCommand) {
 // the free heap back to the kernel a second after the last one has ended
 // (server/api/stream_heap.cc).
 TEST_F(ExecTest, FreedStreamBuffersAreHandedBackOnceStreamsEnd) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "sbxd's heap is the sanitizer's allocator in this build, which "
+                  "malloc_trim does not reach";
+#endif
   SBX_SANDBOX(sb);
   const pid_t sbxd = daemon().pid();
   const std::string data(32 << 20, 'x');
@@ -314,10 +318,16 @@ TEST_F(ExecTest, FreedStreamBuffersAreHandedBackOnceStreamsEnd) {
   const int64_t before = ProcVmRssKb(sbxd);
   stream();
   const int64_t right_after = ProcVmRssKb(sbxd);
+  const int64_t grown = right_after - before;
+  // Not all of it comes back (gRPC keeps some, and the heap fragments), but
+  // most does: kept, sbxd stays at its peak.
+  ASSERT_GE(grown, 4 << 10) << "the streams did not grow sbxd (" << before << " kB -> "
+                            << right_after << " kB): nothing to hand back";
   int64_t now = right_after;
-  EXPECT_TRUE(WaitFor([&] { return (now = ProcVmRssKb(sbxd)) <= before + 4096; }, seconds(5)))
-      << "sbxd RSS " << before << " kB before the stream, " << right_after
-      << " kB when it ended, " << now << " kB 5 s later";
+  EXPECT_TRUE(
+      WaitFor([&] { return (now = ProcVmRssKb(sbxd)) <= right_after - grown / 2; }, seconds(5)))
+      << "sbxd RSS " << before << " kB before the streams, " << right_after
+      << " kB when they ended, " << now << " kB 5 s later";
   std::cerr << "[heap] sbxd RSS " << before << " kB, " << right_after << " kB at the end, "
             << now << " kB after\n";
 }
