@@ -1,6 +1,7 @@
 #include "server/api/stream_heap.h"
 
 #include <malloc.h>
+#include <signal.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -33,6 +34,11 @@ Trimmer& TheTrimmer() {
 }
 
 [[noreturn]] void TrimWhenIdle(Trimmer& t) {
+  // sbxd takes SIGTERM and SIGINT with sigwait on its main thread; a thread
+  // that left them unblocked could be handed them, and die of them.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   std::unique_lock<std::mutex> lock(t.mu);
   for (;;) {
     t.cv.wait(lock, [&] { return t.owed && t.streams == 0; });
