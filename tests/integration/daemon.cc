@@ -188,6 +188,13 @@ void Daemon::Kill9() {
   }
   pid_ = -1;
   if (!exited) return ::testing::AssertionFailure() << "sbxd ignored SIGTERM for 10 s";
+  if (WIFSIGNALED(status)) {
+    // sbxd takes SIGTERM with sigwait and shuts down in order; dying of it
+    // means some thread of its had left it unblocked.
+    return ::testing::AssertionFailure()
+           << "sbxd died of signal " << WTERMSIG(status) << " on SIGTERM instead of shutting "
+           << "down; log:\n" << LogTail();
+  }
   if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
     return ::testing::AssertionFailure()
            << "sbxd exited with status " << WEXITSTATUS(status) << " on SIGTERM; log:\n"
@@ -214,7 +221,8 @@ void Daemon::Stop() {
       ADD_FAILURE() << "sbxd (pid " << pid_ << ") did not exit within 10 s of SIGTERM";
       kill(pid_, SIGKILL);
       waitpid(pid_, &status, 0);
-    } else if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM) {
+    } else if (WIFSIGNALED(status)) {
+      // Not even of SIGTERM itself: sbxd takes it with sigwait and exits.
       ADD_FAILURE() << "sbxd died of signal " << WTERMSIG(status) << " on SIGTERM; log:\n"
                     << LogTail();
     } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {

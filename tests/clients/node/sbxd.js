@@ -254,7 +254,8 @@ class Daemon {
         await this.exited;
       } else {
         const [code, signal] = outcome;
-        if (!(code === 0 || signal === 'SIGTERM')) {
+        // sbxd takes SIGTERM and exits 0; dying of it is a failure too.
+        if (code !== 0) {
           problems.push(`sbxd exited with ${code ?? signal} on SIGTERM; log:\n${this.logTail()}`);
         }
       }

@@ -246,7 +246,8 @@ class Daemon:
             self.process.send_signal(signal.SIGTERM)
             try:
                 code = self.process.wait(timeout=10)
-                if code not in (0, -signal.SIGTERM):
+                # sbxd takes SIGTERM and exits 0; dying of it is a failure too.
+                if code != 0:
                     problems.append(f"sbxd exited with {code} on SIGTERM; log:\n{self.log_tail()}")
             except subprocess.TimeoutExpired:
                 problems.append("sbxd did not exit within 10 s of SIGTERM")
