@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/api/reactor_order.h"
 #include "server/config/config.h"
 
 namespace sbx::api {
@@ -54,22 +55,40 @@ class Authenticator {
 template <typename Request, typename Response>
 class RejectedBidiReactor : public grpc::ServerBidiReactor<Request, Response> {
  public:
-  explicit RejectedBidiReactor(const grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
+  explicit RejectedBidiReactor(const grpc::Status& status) {
+    BeforeGrpcOp(this);
+    this->Finish(status);
+  }
+  void OnDone() override {
+    InReaction(this);
+    delete this;
+  }
 };
 
 template <typename Request>
 class RejectedReadReactor : public grpc::ServerReadReactor<Request> {
  public:
-  explicit RejectedReadReactor(const grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
+  explicit RejectedReadReactor(const grpc::Status& status) {
+    BeforeGrpcOp(this);
+    this->Finish(status);
+  }
+  void OnDone() override {
+    InReaction(this);
+    delete this;
+  }
 };
 
 template <typename Response>
 class RejectedWriteReactor : public grpc::ServerWriteReactor<Response> {
  public:
-  explicit RejectedWriteReactor(const grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
+  explicit RejectedWriteReactor(const grpc::Status& status) {
+    BeforeGrpcOp(this);
+    this->Finish(status);
+  }
+  void OnDone() override {
+    InReaction(this);
+    delete this;
+  }
 };
 
 }  // namespace sbx::api

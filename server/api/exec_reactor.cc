@@ -17,6 +17,7 @@
 #include "server/api/convert.h"
 #include "server/api/log.h"
 #include "server/api/metrics.h"
+#include "server/api/reactor_order.h"
 #include "server/api/status.h"
 #include "server/api/stream_heap.h"
 #include "server/common/status.h"
@@ -155,10 +156,27 @@ ExecReactor::ExecReactor(manager::Manager& manager, IoLoop& loop, RunPool& start
       starts_(starts),
       tenant_(std::move(tenant)),
       session_(std::make_shared<ExecSession>(this, manager, loop)) {
+  BeforeGrpcOp(this);
   StartRead(&request_);
 }
 
+void ExecReactor::ReadNext() {
+  BeforeGrpcOp(this);
+  StartRead(&request_);
+}
+
+void ExecReactor::Write(const v1::ExecResponse* response) {
+  BeforeGrpcOp(this);
+  StartWrite(response);
+}
+
+void ExecReactor::End(const grpc::Status& status) {
+  BeforeGrpcOp(this);
+  Finish(status);
+}
+
 void ExecReactor::OnReadDone(bool ok) {
+  InReaction(this);
   if (!first_read_) {
     loop_.Post([s = session_, ok, r = std::move(request_)]() mutable {
       s->OnClientMessage(ok, std::move(r));
@@ -208,14 +226,17 @@ void ExecReactor::OnReadDone(bool ok) {
 }
 
 void ExecReactor::OnWriteDone(bool ok) {
+  InReaction(this);
   loop_.Post([s = session_, ok] { s->OnWriteDone(ok); });
 }
 
 void ExecReactor::OnCancel() {
+  InReaction(this);
   loop_.Post([s = session_] { s->OnCancel(); });
 }
 
 void ExecReactor::OnDone() {
+  InReaction(this);
   loop_.Post([s = std::move(session_)] { s->OnDone(); });
   delete this;
 }
@@ -622,7 +643,7 @@ void ExecSession::MaybeStartWrite() {
   current_ = std::move(queue_.front());
   queue_.pop_front();
   write_in_flight_ = true;
-  reactor_->StartWrite(&current_.message);
+  reactor_->Write(&current_.message);
 }
 
 void ExecSession::OnWriteDone(bool ok) {
@@ -681,7 +702,7 @@ void ExecSession::Finish(const absl::Status& status) {
   if (finished_) return;
   finished_ = true;
   CloseAll();
-  if (reactor_ != nullptr) reactor_->Finish(ToGrpcStatus(status));
+  if (reactor_ != nullptr) reactor_->End(ToGrpcStatus(status));
 }
 
 void ExecSession::KillCommand() {

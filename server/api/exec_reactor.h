@@ -34,8 +34,11 @@ class ExecReactor : public grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResp
   void OnCancel() override;
   void OnDone() override;
 
-  // For the session, on the loop thread.
-  void ReadNext() { StartRead(&request_); }
+  // For the session, on the loop thread: StartRead, StartWrite and Finish,
+  // with the ordering TSan is told about (reactor_order.h).
+  void ReadNext();
+  void Write(const v1::ExecResponse* response);
+  void End(const grpc::Status& status);
 
  private:
   manager::Manager& manager_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/log.h"
+#include "server/api/reactor_order.h"
 #include "server/api/status.h"
 #include "server/common/status.h"
 
@@ -49,12 +50,17 @@ void ToProto(const engine::FileEntry& entry, v1::FileHeader* out) {
 WriteFilesReactor::WriteFilesReactor(manager::Manager& manager, std::string tenant,
                                      v1::WriteFilesResponse* response)
     : manager_(manager), tenant_(std::move(tenant)), response_(response) {
+  BeforeGrpcOp(this);
   StartRead(&request_);
 }
 
-void WriteFilesReactor::OnDone() { delete this; }
+void WriteFilesReactor::OnDone() {
+  InReaction(this);
+  delete this;
+}
 
 void WriteFilesReactor::OnReadDone(bool ok) {
+  InReaction(this);
   if (!ok) {
     // The client half-closed (or went away, when nobody hears the answer).
     if (!fs_) {
@@ -75,6 +81,7 @@ void WriteFilesReactor::OnReadDone(bool ok) {
     Complete(status);
     return;
   }
+  BeforeGrpcOp(this);
   StartRead(&request_);
 }
 
@@ -169,6 +176,7 @@ void WriteFilesReactor::Complete(const absl::Status& status) {
   } else {
     Log().error("sandbox {}: WriteFiles failed: {}", id, status.ToString());
   }
+  BeforeGrpcOp(this);
   Finish(ToGrpcStatus(status));
 }
 
@@ -192,9 +200,13 @@ ReadFileReactor::ReadFileReactor(manager::Manager& manager, const std::string& t
   SendNext();
 }
 
-void ReadFileReactor::OnDone() { delete this; }
+void ReadFileReactor::OnDone() {
+  InReaction(this);
+  delete this;
+}
 
 void ReadFileReactor::OnWriteDone(bool ok) {
+  InReaction(this);
   if (!ok) {
     Complete(absl::CancelledError("the client went away"));
     return;
@@ -222,6 +234,7 @@ void ReadFileReactor::SendNext() {
       bytes_ += static_cast<int64_t>(response_.chunk().size());
       break;
   }
+  BeforeGrpcOp(this);
   StartWrite(&response_);
 }
 
@@ -235,6 +248,7 @@ void ReadFileReactor::Complete(const absl::Status& status) {
   } else {
     Log().error("sandbox {}: ReadFile {} failed: {}", sandbox_id_, path_, status.ToString());
   }
+  BeforeGrpcOp(this);
   Finish(ToGrpcStatus(status));
 }
 
