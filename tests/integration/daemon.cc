@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -21,6 +22,29 @@
 namespace sbx::it {
 
 namespace {
+
+// One line per thread of `pid`: its tid, name, state and where in the
+// kernel it waits, for a daemon that does not stop.
+std::string ThreadStates(pid_t pid) {
+  std::string out;
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& tid : ListSubdirs(task)) {
+    const std::string dir = task + "/" + tid;
+    auto comm = ReadFile(dir + "/comm");
+    auto wchan = ReadFile(dir + "/wchan");
+    auto stat = ReadFile(dir + "/stat");
+    std::string state = "?";
+    if (stat) {
+      const size_t paren = stat->rfind(')');
+      if (paren != std::string::npos && paren + 2 < stat->size()) state = stat->substr(paren + 2, 1);
+    }
+    std::string name = comm ? *comm : "?";
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    out += "  " + tid + " " + name + " " + state + " " + (wchan ? *wchan : "?") + "\n";
+  }
+  return out;
+}
+
 std::atomic<int> g_instance{0};
 
 bool WaitExited(pid_t pid, std::chrono::milliseconds timeout, int* status) {
@@ -218,7 +242,8 @@ void Daemon::Stop() {
     int status = 0;
     const auto t0 = std::chrono::steady_clock::now();
     if (!WaitExited(pid_, std::chrono::seconds(10), &status)) {
-      ADD_FAILURE() << "sbxd (pid " << pid_ << ") did not exit within 10 s of SIGTERM";
+      ADD_FAILURE() << "sbxd (pid " << pid_ << ") did not exit within 10 s of SIGTERM; its "
+                    << "threads:\n" << ThreadStates(pid_) << "log:\n" << LogTail();
       kill(pid_, SIGKILL);
       waitpid(pid_, &status, 0);
     } else if (WIFSIGNALED(status)) {
@@ -299,7 +324,21 @@ std::vector<std::string> Daemon::StateEntriesFor(const std::string& id) const {
 std::string Daemon::LogTail(size_t bytes) const {
   auto log = ReadFile(log_path_);
   if (!log) return "<no log>";
-  return log->size() > bytes ? log->substr(log->size() - bytes) : *log;
+  if (log->size() <= bytes) return *log;
+  std::string tail = log->substr(log->size() - bytes);
+  // A sanitizer's report names the two racing accesses (or the bad one) at
+  // its top, which a tail of a long report leaves out: show its first
+  // lines too.
+  size_t report = std::string::npos;
+  for (const char* mark : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                           "ERROR: LeakSanitizer", "runtime error:"}) {
+    report = std::min(report, log->find(mark));
+  }
+  if (report == std::string::npos || report >= log->size() - bytes) return tail;
+  const size_t line = log->rfind('\n', report);
+  const size_t from = line == std::string::npos ? 0 : line + 1;
+  const size_t head = std::min(bytes, log->size() - bytes - from);
+  return log->substr(from, head) + "\n[...]\n" + tail;
 }
 
 ScopedSandbox::ScopedSandbox(Daemon& daemon, const CreateOptions& options) : daemon_(daemon) {
