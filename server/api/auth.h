@@ -28,7 +28,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/api/reactor_order.h"
 #include "server/config/config.h"
 
 namespace sbx::api {
@@ -48,47 +47,6 @@ class Authenticator {
   bool plain_tcp_is_default_;
   std::map<std::string, std::string> by_token_sha256_;
   std::map<std::string, std::string> by_client_name_;
-};
-
-// Reactors that only finish a streaming call with `status` (a call refused
-// before it starts).
-template <typename Request, typename Response>
-class RejectedBidiReactor : public grpc::ServerBidiReactor<Request, Response> {
- public:
-  explicit RejectedBidiReactor(const grpc::Status& status) {
-    BeforeGrpcOp(this);
-    this->Finish(status);
-  }
-  void OnDone() override {
-    InReaction(this);
-    delete this;
-  }
-};
-
-template <typename Request>
-class RejectedReadReactor : public grpc::ServerReadReactor<Request> {
- public:
-  explicit RejectedReadReactor(const grpc::Status& status) {
-    BeforeGrpcOp(this);
-    this->Finish(status);
-  }
-  void OnDone() override {
-    InReaction(this);
-    delete this;
-  }
-};
-
-template <typename Response>
-class RejectedWriteReactor : public grpc::ServerWriteReactor<Response> {
- public:
-  explicit RejectedWriteReactor(const grpc::Status& status) {
-    BeforeGrpcOp(this);
-    this->Finish(status);
-  }
-  void OnDone() override {
-    InReaction(this);
-    delete this;
-  }
 };
 
 }  // namespace sbx::api

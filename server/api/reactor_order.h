@@ -22,6 +22,8 @@
 #endif
 #endif
 
+#include <grpcpp/grpcpp.h>
+
 #ifdef SBX_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
@@ -46,6 +48,23 @@ inline void InReaction(const void* reactor) {
   (void)reactor;
 #endif
 }
+
+// A streaming call refused before it starts: the reactor only finishes it
+// with `status` (gRPC holds the Finish until the reactor is bound) and
+// deletes itself when gRPC is done with it. `Base` is one of gRPC's server
+// reactor types, e.g. grpc::ServerReadReactor<Request>.
+template <typename Base>
+class RefusingReactor final : public Base {
+ public:
+  explicit RefusingReactor(const grpc::Status& status) {
+    BeforeGrpcOp(this);
+    this->Finish(status);
+  }
+  void OnDone() override {
+    InReaction(this);
+    delete this;
+  }
+};
 
 }  // namespace sbx::api
 

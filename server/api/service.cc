@@ -7,6 +7,7 @@
 #include "server/api/files.h"
 #include "server/api/log.h"
 #include "server/api/metrics.h"
+#include "server/api/reactor_order.h"
 #include "server/api/run.h"
 #include "server/api/status.h"
 
@@ -111,7 +112,7 @@ grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>* SandboxService::Exec
     grpc::CallbackServerContext* context) {
   absl::StatusOr<std::string> tenant = auth_.Authenticate(*context);
   if (!tenant.ok()) {
-    return new RejectedBidiReactor<v1::ExecRequest, v1::ExecResponse>(
+    return new RefusingReactor<grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>>(
         ToGrpcStatus(tenant.status()));
   }
   return new ExecReactor(manager_, loop_, starts_, *std::move(tenant));
@@ -121,7 +122,8 @@ grpc::ServerReadReactor<v1::WriteFilesRequest>* SandboxService::WriteFiles(
     grpc::CallbackServerContext* context, v1::WriteFilesResponse* response) {
   absl::StatusOr<std::string> tenant = auth_.Authenticate(*context);
   if (!tenant.ok()) {
-    return new RejectedReadReactor<v1::WriteFilesRequest>(ToGrpcStatus(tenant.status()));
+    return new RefusingReactor<grpc::ServerReadReactor<v1::WriteFilesRequest>>(
+        ToGrpcStatus(tenant.status()));
   }
   return new WriteFilesReactor(manager_, *std::move(tenant), response);
 }
@@ -130,7 +132,8 @@ grpc::ServerWriteReactor<v1::ReadFileResponse>* SandboxService::ReadFile(
     grpc::CallbackServerContext* context, const v1::ReadFileRequest* request) {
   absl::StatusOr<std::string> tenant = auth_.Authenticate(*context);
   if (!tenant.ok()) {
-    return new RejectedWriteReactor<v1::ReadFileResponse>(ToGrpcStatus(tenant.status()));
+    return new RefusingReactor<grpc::ServerWriteReactor<v1::ReadFileResponse>>(
+        ToGrpcStatus(tenant.status()));
   }
   return new ReadFileReactor(manager_, *tenant, *request);
 }

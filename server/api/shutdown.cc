@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "server/api/log.h"
+#include "server/api/reactor_order.h"
 
 namespace sbx::api {
 namespace {
@@ -26,14 +27,6 @@ grpc::Status ShuttingDown() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "sbxd is shutting down");
 }
 
-// Finishes at once; gRPC holds the Finish until the reactor is bound.
-template <typename Base>
-class Refused final : public Base {
- public:
-  Refused() { this->Finish(ShuttingDown()); }
-  void OnDone() override { delete this; }
-};
-
 }  // namespace
 
 grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context) {
@@ -42,13 +35,14 @@ grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context) {
   return reactor;
 }
 grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>* RefuseExec() {
-  return new Refused<grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>>();
+  return new RefusingReactor<grpc::ServerBidiReactor<v1::ExecRequest, v1::ExecResponse>>(
+      ShuttingDown());
 }
 grpc::ServerReadReactor<v1::WriteFilesRequest>* RefuseWriteFiles() {
-  return new Refused<grpc::ServerReadReactor<v1::WriteFilesRequest>>();
+  return new RefusingReactor<grpc::ServerReadReactor<v1::WriteFilesRequest>>(ShuttingDown());
 }
 grpc::ServerWriteReactor<v1::ReadFileResponse>* RefuseReadFile() {
-  return new Refused<grpc::ServerWriteReactor<v1::ReadFileResponse>>();
+  return new RefusingReactor<grpc::ServerWriteReactor<v1::ReadFileResponse>>(ShuttingDown());
 }
 
 struct GracefulShutdown::Counter {
