@@ -12,10 +12,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <mutex>
 
 #include "proc_util.h"
 
@@ -55,11 +57,94 @@ bool WaitExited(pid_t pid, std::chrono::milliseconds timeout, int* status) {
       },
       timeout, std::chrono::milliseconds(10));
 }
+// The <pid> of `name` if it is `<prefix>-<pid>-<rest>`; 0 if not.
+pid_t OwnerPid(const std::string& name, const std::string& prefix) {
+  const std::string head = prefix + "-";
+  if (name.rfind(head, 0) != 0) return 0;
+  size_t end = head.size();
+  while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+  if (end == head.size() || end - head.size() > 9 || end >= name.size() || name[end] != '-') {
+    return 0;
+  }
+  return static_cast<pid_t>(std::stol(name.substr(head.size(), end - head.size())));
+}
+
+bool PidExists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
+
+// sbxd processes started with `--cgroup-parent <parent>`.
+std::vector<pid_t> SbxdsWithCgroupParent(const std::string& parent) {
+  std::vector<pid_t> out;
+  for (pid_t pid : AllPids()) {
+    auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+    if (!cmdline) continue;
+    std::vector<std::string> argv;
+    for (size_t at = 0; at < cmdline->size();) {
+      const size_t nul = cmdline->find('\0', at);
+      const size_t end = nul == std::string::npos ? cmdline->size() : nul;
+      argv.push_back(cmdline->substr(at, end - at));
+      at = end + 1;
+    }
+    if (argv.empty() || argv[0].size() < 5 || argv[0].substr(argv[0].size() - 5) != "/sbxd") {
+      continue;
+    }
+    for (size_t i = 1; i + 1 < argv.size(); ++i) {
+      if (argv[i] == "--cgroup-parent" && argv[i + 1] == parent) out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+std::once_flag g_swept;
+
 }  // namespace
 
+std::string NamePrefix() {
+  const char* prefix = getenv("SBX_IT_NAME_PREFIX");
+  return prefix != nullptr && *prefix != '\0' ? prefix : "sbx-it";
+}
+
+std::vector<std::string> SweepAfterDeadTestProcesses(const std::string& prefix) {
+  std::vector<std::string> removed;
+  for (const auto& own : OwnCgroupDirs()) {
+    for (const auto& name : ListSubdirs(own)) {
+      const pid_t owner = OwnerPid(name, prefix);
+      if (owner <= 0 || PidExists(owner)) continue;
+      // Its daemon first, so that it makes nothing new meanwhile.
+      const std::string parent = name.substr(0, name.find('.'));
+      for (pid_t sbxd : SbxdsWithCgroupParent(parent)) {
+        const uint64_t started = ProcStartTime(sbxd);
+        kill(sbxd, SIGKILL);
+        WaitFor([&] { return ProcessGone(sbxd, started); }, std::chrono::seconds(5));
+        removed.push_back("sbxd pid " + std::to_string(sbxd) + " (" + parent + ")");
+      }
+      const size_t processes = CgroupProcsRecursive(own + "/" + name).size();
+      RemoveCgroupTree(own + "/" + name);
+      removed.push_back("cgroup " + own + "/" + name + " with " + std::to_string(processes) +
+                        " processes");
+    }
+  }
+  for (const auto& name : ListSubdirs("/tmp")) {
+    const pid_t owner = OwnerPid(name, prefix);
+    if (owner <= 0 || PidExists(owner)) continue;
+    const std::string dir = "/tmp/" + name;
+    auto mounts = MountsBelow(dir);
+    for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+    RemoveTree(dir);
+    removed.push_back(dir + (mounts.empty() ? "" : " and " + std::to_string(mounts.size()) +
+                                                       " mounts below it"));
+  }
+  return removed;
+}
+
 Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
-  char tmpl[] = "/tmp/sbx-it-XXXXXX";
-  char* dir = mkdtemp(tmpl);
+  std::call_once(g_swept, [] {
+    for (const auto& line : SweepAfterDeadTestProcesses(NamePrefix())) {
+      std::cerr << "[daemon] removed what a dead test process left: " << line << "\n";
+    }
+  });
+  const std::string prefix = NamePrefix();
+  std::string tmpl = "/tmp/" + prefix + "-" + std::to_string(getpid()) + "-XXXXXX";
+  char* dir = mkdtemp(tmpl.data());
   if (dir == nullptr) {
     ADD_FAILURE() << "mkdtemp: " << strerror(errno);
     return;
@@ -69,7 +154,7 @@ Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {
   state_dir_ = temp_dir_ + "/state";
   log_path_ = temp_dir_ + "/sbxd.log";
   const int n = g_instance++;
-  cgroup_parent_ = "sbx-it-" + std::to_string(getpid()) + "-" + std::to_string(n);
+  cgroup_parent_ = prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(n);
   // 32 id ranges per test process, 8 per daemon instance in it.
   uid_base_ = 1500000000u + static_cast<uint32_t>(getpid() % 1000) * 65536u * 32u +
               static_cast<uint32_t>(n % 4) * 65536u * 8u;

@@ -119,6 +119,21 @@ class DaemonTest : public ::testing::Test {
                                  << ::sbx::it::StatusText(var.status()); \
   ASSERT_FALSE(var.id().empty())
 
+// What test processes that died without their teardown (a crash, ctest's
+// SIGKILL at a timeout) left behind: for every cgroup parent
+// `<prefix>-<pid>-<n>` below this process's own cgroups, and every temp dir
+// `/tmp/<prefix>-<pid>-*`, whose <pid> no longer exists, it SIGKILLs (by
+// pid) the sbxd started with that cgroup parent and every process in it,
+// removes the cgroups, unmounts what is mounted below the temp dir and
+// removes the dir. A live <pid> (or a reused one) is left alone. Returns
+// one line per thing removed. Every Daemon's first construction in a
+// process runs it with the harness's own prefix (NamePrefix()).
+std::vector<std::string> SweepAfterDeadTestProcesses(const std::string& prefix);
+// "sbx-it", or $SBX_IT_NAME_PREFIX: what the harness's cgroup parents and
+// temp dirs are named after (the sweep's own test uses another, so that
+// no other test process sweeps its leftovers first).
+std::string NamePrefix();
+
 // A free TCP port on 127.0.0.1 (bound, read and released).
 int FreeTcpPort();
 // True if a TCP connect to 127.0.0.1:port succeeds from the host.
