@@ -342,21 +342,28 @@ TEST_F(ExecTest, FreedStreamBuffersAreHandedBackOnceStreamsEnd) {
   stream();
   std::this_thread::sleep_for(seconds(2));
   const int64_t before = ProcVmRssKb(sbxd);
+  ASSERT_TRUE(ResetPeakRss(sbxd)) << strerror(errno);
   stream();
   const int64_t right_after = ProcVmRssKb(sbxd);
-  const int64_t grown = right_after - before;
-  // Not all of it comes back (gRPC keeps some, and the heap fragments):
-  // 40-100 % of it in runs here, the least with other tests running beside
-  // this one. Kept, sbxd stays at its peak.
-  ASSERT_GE(grown, 4 << 10) << "the streams did not grow sbxd (" << before << " kB -> "
-                            << right_after << " kB): nothing to hand back";
+  // How much the streams took, from the peak: with other tests running
+  // beside this one they run fewer at a time, and glibc gives part back by
+  // itself (its trim threshold) before they have all ended.
+  const int64_t peak = ProcVmHwmKb(sbxd);
+  const int64_t grown = peak - before;
+  ASSERT_GE(grown, 4 << 10) << "the streams did not grow sbxd (" << before << " kB, peak "
+                            << peak << " kB): nothing to hand back";
+  // What comes back once they have ended is sbxd's own doing: without the
+  // trim, RSS stays where the streams' end left it. Not all of it comes
+  // back (gRPC keeps some, and the heap fragments): 30-140 % of the growth
+  // in runs here, with and without other tests beside this one; none of
+  // it without the trim.
   int64_t now = right_after;
   EXPECT_TRUE(
-      WaitFor([&] { return (now = ProcVmRssKb(sbxd)) <= right_after - grown / 4; }, seconds(5)))
-      << "sbxd RSS " << before << " kB before the streams, " << right_after
-      << " kB when they ended, " << now << " kB 5 s later";
-  std::cerr << "[heap] sbxd RSS " << before << " kB, " << right_after << " kB at the end, "
-            << now << " kB after\n";
+      WaitFor([&] { return (now = ProcVmRssKb(sbxd)) <= right_after - grown / 8; }, seconds(5)))
+      << "sbxd RSS " << before << " kB before the streams, peak " << peak << " kB, "
+      << right_after << " kB when they ended, " << now << " kB 5 s later";
+  std::cerr << "[heap] sbxd RSS " << before << " kB, peak " << peak << " kB, " << right_after
+            << " kB at the end, " << now << " kB after\n";
 }
 
 TEST_F(ExecTest, SlowReaderIsBackPressured) {

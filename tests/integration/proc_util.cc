@@ -147,6 +147,20 @@ int64_t ProcVmRssKb(pid_t pid) {
   return v.empty() ? -1 : std::stoll(v);
 }
 
+int64_t ProcVmHwmKb(pid_t pid) {
+  std::string v = StatusField(pid, "VmHWM");
+  return v.empty() ? -1 : std::stoll(v);
+}
+
+bool ResetPeakRss(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/clear_refs";
+  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = write(fd, "5", 1) == 1;
+  close(fd);
+  return ok;
+}
+
 int ProcThreadCount(pid_t pid) {
   std::string v = StatusField(pid, "Threads");
   return v.empty() ? -1 : std::stoi(v);

@@ -38,6 +38,10 @@ bool ProcessGone(pid_t pid, uint64_t start_time);
 // Real, effective, saved, fs uid from /proc/<pid>/status.
 std::vector<int64_t> ProcUids(pid_t pid);
 int64_t ProcVmRssKb(pid_t pid);
+// Peak resident set (VmHWM), since the start or since ResetPeakRss.
+int64_t ProcVmHwmKb(pid_t pid);
+// Sets the peak resident set of `pid` to its current one (clear_refs "5").
+bool ResetPeakRss(pid_t pid);
 int ProcFdCount(pid_t pid);
 int ProcThreadCount(pid_t pid);
 // The system call `pid` is blocked in (the first field of /proc/<pid>/syscall);
