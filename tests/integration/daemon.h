@@ -1,7 +1,8 @@
 // A real sbxd for one test process: unique temp dir (socket, state dir, log),
 // unique cgroup parent and uid range. Stop() destroys what is left through
 // the API, SIGTERMs the daemon (by pid), reports leftovers as test failures
-// and cleans them up.
+// and cleans them up. What a test process that died before Stop() left is
+// removed by the next process's first Daemon (SweepAfterDeadTestProcesses).
 #ifndef SBX_TESTS_INTEGRATION_DAEMON_H_
 #define SBX_TESTS_INTEGRATION_DAEMON_H_
 
