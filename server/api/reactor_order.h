@@ -11,6 +11,8 @@
 // constructor set) as a race. These two calls state the ordering at the
 // points sbx relies on it: BeforeGrpcOp just before starting an operation,
 // InReaction first thing in a reaction. Without TSan they compile to nothing.
+// RefusingReactor, below, is the reactor of every streaming call turned away
+// before it starts (by authentication, or during shutdown), marked so.
 #ifndef SBX_SERVER_API_REACTOR_ORDER_H_
 #define SBX_SERVER_API_REACTOR_ORDER_H_
 
