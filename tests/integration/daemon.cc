@@ -57,6 +57,7 @@ bool WaitExited(pid_t pid, std::chrono::milliseconds timeout, int* status) {
       },
       timeout, std::chrono::milliseconds(10));
 }
+
 // The <pid> of `name` if it is `<prefix>-<pid>-<rest>`; 0 if not.
 pid_t OwnerPid(const std::string& name, const std::string& prefix) {
   const std::string head = prefix + "-";
