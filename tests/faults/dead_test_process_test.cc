@@ -2,8 +2,10 @@
 // its timeout) leaves its sbxd's sandboxes running: sbxd keeps sandboxes
 // over a stop by design. The next test process's harness removes them
 // (SweepAfterDeadTestProcesses), and nothing of a live process.
-#include <signal.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <sstream>
 

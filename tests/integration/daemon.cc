@@ -74,22 +74,16 @@ bool PidExists(pid_t pid) { return kill(pid, 0) == 0 || errno != ESRCH; }
 
 // sbxd processes started with `--cgroup-parent <parent>`.
 std::vector<pid_t> SbxdsWithCgroupParent(const std::string& parent) {
+  const std::string argument = std::string("\0--cgroup-parent\0", 17) + parent + '\0';
   std::vector<pid_t> out;
   for (pid_t pid : AllPids()) {
-    auto cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
-    if (!cmdline) continue;
-    std::vector<std::string> argv;
-    for (size_t at = 0; at < cmdline->size();) {
-      const size_t nul = cmdline->find('\0', at);
-      const size_t end = nul == std::string::npos ? cmdline->size() : nul;
-      argv.push_back(cmdline->substr(at, end - at));
-      at = end + 1;
-    }
-    if (argv.empty() || argv[0].size() < 5 || argv[0].substr(argv[0].size() - 5) != "/sbxd") {
-      continue;
-    }
-    for (size_t i = 1; i + 1 < argv.size(); ++i) {
-      if (argv[i] == "--cgroup-parent" && argv[i + 1] == parent) out.push_back(pid);
+    // NUL-separated arguments, the program first.
+    const std::string cmdline =
+        ReadFile("/proc/" + std::to_string(pid) + "/cmdline").value_or("");
+    const std::string program = cmdline.substr(0, cmdline.find('\0'));
+    if (program.size() >= 5 && program.substr(program.size() - 5) == "/sbxd" &&
+        cmdline.find(argument) != std::string::npos) {
+      out.push_back(pid);
     }
   }
   return out;
