@@ -251,6 +251,18 @@ absl::Status KillSandboxProcess(const SandboxProcess& process) {
   return absl::OkStatus();
 }
 
+UniqueFd HoldMountNamespace(const SandboxProcess& process) {
+  if (!process.pidfd || process.pid <= 0) return UniqueFd();
+  UniqueFd ns(::open(absl::StrCat("/proc/", process.pid, "/ns/mnt").c_str(),
+                     O_RDONLY | O_CLOEXEC));
+  // Alive after the open: the pid named the init when it was opened.
+  if (!ns ||
+      ::syscall(SYS_pidfd_send_signal, process.pidfd.get(), 0, nullptr, 0) != 0) {
+    return UniqueFd();
+  }
+  return ns;
+}
+
 absl::Status WaitSandboxProcessExit(const SandboxProcess& process, int timeout_ms) {
   if (!process.pidfd) return absl::OkStatus();
   struct pollfd pfd = {process.pidfd.get(), POLLIN, 0};

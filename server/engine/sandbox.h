@@ -88,6 +88,13 @@ absl::StatusOr<SandboxProcess> AttachSandboxProcess(pid_t pid, uint64_t start_ti
 // SIGKILLs the init; the kernel then kills everything in its pid namespace.
 absl::Status KillSandboxProcess(const SandboxProcess& process);
 
+// A descriptor of the live init's mount namespace, or an invalid one if it
+// cannot be had (the init has exited, say). Held over the init's death, it
+// keeps the sandbox's mounts: their teardown, which waits for an RCU grace
+// period, then happens when the descriptor is closed, not in the init's
+// exit, which Destroy waits for.
+UniqueFd HoldMountNamespace(const SandboxProcess& process);
+
 // Waits until the init has exited. A pid namespace's init exits only after
 // every other process of the namespace is gone and reaped, so once this
 // returns nothing of the sandbox runs any more (its cgroup may be empty

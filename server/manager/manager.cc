@@ -325,10 +325,11 @@ absl::Status Manager::TearDown(Record& record) {
   return errors.Get("tearing down");
 }
 
-absl::Status Manager::StopProcesses(Record& record) {
+absl::Status Manager::StopProcesses(Record& record, UniqueFd* mount_ns) {
   StatusCollector errors;
   Unwatch(record);
   if (record.process.pidfd.valid()) {
+    if (mount_ns != nullptr) *mount_ns = engine::HoldMountNamespace(record.process);
     absl::Status killed = engine::KillSandboxProcess(record.process);
     // NOT_FOUND: it died on its own in the meantime, which is what we want.
     if (!absl::IsNotFound(killed)) errors.Add(Annotate(killed, "killing its init"));
@@ -387,9 +388,10 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
   // mutex; the sandbox's uid range stays taken until that is done.
   absl::Status status;
   std::unique_ptr<engine::Cgroup> cgroup;
+  UniqueFd mount_ns;
   {
     absl::MutexLock op_lock(&record->op_mu);
-    status = StopProcesses(*record);
+    status = StopProcesses(*record, &mount_ns);
     if (status.ok()) {
       record->spare_leaf.reset();
       record->spare_pid = 0;
@@ -402,8 +404,11 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
     registry_.erase(id);
     Log().info("sandbox {}: destroyed", id);
     Defer([this, id, dir = record->dir, slot = record->slot,
-           cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup))] {
-      // Files first: once the cgroups are gone, nothing of it is left.
+           cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup)),
+           mount_ns = std::make_shared<UniqueFd>(std::move(mount_ns))] {
+      // The sandbox's mounts go first, then its files: once the cgroups are
+      // gone, nothing of it is left.
+      mount_ns->reset();
       StatusCollector errors;
       errors.Add(RemoveTree(dir));
       if (cgroup) errors.Add(RemoveCgroup(*cgroup));

@@ -143,8 +143,10 @@ class Manager {
   // every step is attempted. REQUIRES: record.op_mu held.
   absl::Status TearDown(Record& record);
   // The first half of TearDown: kills the init and waits until it (and with
-  // it every process in the sandbox) is gone. REQUIRES: record.op_mu held.
-  absl::Status StopProcesses(Record& record);
+  // it every process in the sandbox) is gone. With `mount_ns`, the sandbox's
+  // mount namespace is kept there, so that its teardown waits until the
+  // caller closes it (engine::HoldMountNamespace). REQUIRES: record.op_mu held.
+  absl::Status StopProcesses(Record& record, UniqueFd* mount_ns = nullptr);
   // Kills what is left in a sandbox's cgroup and removes it.
   absl::Status RemoveCgroup(engine::Cgroup& cgroup);
 

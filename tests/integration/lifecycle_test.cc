@@ -3,9 +3,11 @@
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <grpcpp/generic/generic_stub.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "daemon.h"
@@ -46,6 +48,9 @@ TEST_F(LifecycleTest, DestroyLeavesNothing) {
   auto uids = ProcUids(init_pid);
   ASSERT_FALSE(uids.empty());
   const int64_t range_lo = uids[0];  // host uid of root inside
+  const std::string mount_ns = ProcNamespace(init_pid, "mnt");
+  ASSERT_FALSE(mount_ns.empty());
+  ASSERT_NE(mount_ns, ProcNamespace(getpid(), "mnt"));
 
   // Leave work behind: background processes, files, a process as root.
   ExecResult r = Sh(stub(), id, "sleep 300 >/dev/null 2>&1 & sleep 300 >/dev/null 2>&1 & "
@@ -91,6 +96,15 @@ TEST_F(LifecycleTest, DestroyLeavesNothing) {
   EXPECT_FALSE(PathExists(daemon().state_dir() + "/sandboxes/" + id));
   EXPECT_EQ(daemon().StateEntriesFor(id), std::vector<std::string>{});
   EXPECT_EQ(MountinfoLinesContaining(id), std::vector<std::string>{});
+  // sbxd holds the sandbox's mount namespace over the init's death, so that
+  // its teardown is not Destroy's to wait for; then it lets go.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const std::vector<std::string> held = ProcFdTargets(daemon().pid());
+        return std::find(held.begin(), held.end(), mount_ns) == held.end();
+      },
+      seconds(5)))
+      << "sbxd still holds the sandbox's mount namespace " << mount_ns;
 
   v1::Sandbox got;
   EXPECT_EQ(Get(stub(), id, &got).error_code(), grpc::NOT_FOUND);

@@ -178,6 +178,31 @@ int ProcFdCount(pid_t pid) {
   return static_cast<int>(ListDir(dir).size());
 }
 
+namespace {
+
+std::string ReadLink(const std::string& path) {
+  char target[256];
+  const ssize_t n = readlink(path.c_str(), target, sizeof(target));
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof(target)) return "";
+  return std::string(target, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+std::vector<std::string> ProcFdTargets(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  std::vector<std::string> out;
+  for (const auto& name : ListDir(dir)) {
+    std::string target = ReadLink(dir + "/" + name);
+    if (!target.empty()) out.push_back(std::move(target));
+  }
+  return out;
+}
+
+std::string ProcNamespace(pid_t pid, const std::string& name) {
+  return ReadLink("/proc/" + std::to_string(pid) + "/ns/" + name);
+}
+
 std::vector<pid_t> AllPids() {
   std::vector<pid_t> pids;
   for (const auto& name : ListDir("/proc")) {

@@ -43,6 +43,11 @@ int64_t ProcVmHwmKb(pid_t pid);
 // Sets the peak resident set of `pid` to its current one (clear_refs "5").
 bool ResetPeakRss(pid_t pid);
 int ProcFdCount(pid_t pid);
+// What each open descriptor of `pid` names (readlink of /proc/<pid>/fd/*):
+// a path, or "mnt:[4026532...]" and the like for a namespace.
+std::vector<std::string> ProcFdTargets(pid_t pid);
+// readlink of /proc/<pid>/ns/<name>, e.g. "mnt:[4026532...]"; "" if unreadable.
+std::string ProcNamespace(pid_t pid, const std::string& name);
 int ProcThreadCount(pid_t pid);
 // The system call `pid` is blocked in (the first field of /proc/<pid>/syscall);
 // -1 if it is running, or the file cannot be read.
