@@ -403,9 +403,9 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
   if (status.ok()) {
     registry_.erase(id);
     Log().info("sandbox {}: destroyed", id);
-    Defer([this, id, dir = record->dir, slot = record->slot,
-           cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup)),
-           mount_ns = std::make_shared<UniqueFd>(std::move(mount_ns))] {
+    teardown_.Post([this, id, dir = record->dir, slot = record->slot,
+                    cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup)),
+                    mount_ns = std::make_shared<UniqueFd>(std::move(mount_ns))] {
       // The sandbox's mounts go first, then its files: once the cgroups are
       // gone, nothing of it is left.
       mount_ns->reset();

@@ -38,6 +38,7 @@
 #include "server/engine/limits.h"
 #include "server/engine/sandbox.h"
 #include "server/manager/options.h"
+#include "server/manager/task_queue.h"
 #include "server/manager/state_file.h"
 #include "server/manager/types.h"
 #include "server/manager/validation.h"
@@ -183,10 +184,12 @@ class Manager {
   // The worker thread (worker.cc) runs cgroup work that no caller should
   // wait for: on cgroup v1, mkdir and rmdir wait for the cgroup mutex, which
   // a process being moved between cgroups holds for an RCU grace period.
+  // What a Destroy leaves (mounts, files, cgroups) is removed on a thread
+  // of its own, the teardown thread.
   void StartWorker();
-  // Runs what is left once (due or not) and stops; later tasks run inline.
+  // Both threads run what is left once (due or not) and stop; later tasks
+  // run inline.
   void StopWorker();
-  void WorkerLoop();
   // Runs `task` on the worker thread at `when` or later.
   void Defer(std::function<void()> task, absl::Time when = absl::InfinitePast());
   struct LeafRemoval;
@@ -255,12 +258,8 @@ class Manager {
   std::thread pool_filler_;
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
 
-  // The worker's tasks by due time (FIFO among equal times).
-  absl::Mutex work_mu_;
-  absl::CondVar work_wake_;  // a task queued, or stop
-  std::multimap<absl::Time, std::function<void()>> work_ ABSL_GUARDED_BY(work_mu_);
-  bool work_stop_ ABSL_GUARDED_BY(work_mu_) = false;
-  std::thread worker_;
+  TaskQueue worker_{"sbxd-worker"};
+  TaskQueue teardown_{"sbxd-teardown", 4};
 
   UniqueFd state_lock_;  // flock'ed: one sbxd per state directory
   UniqueFd epoll_fd_;

@@ -14,7 +14,6 @@
 // theirs while they are built; the others after their create and whenever
 // a command ends. None is made while a command runs, so that the spare
 // never takes one of the sandbox's pids from a running command.
-#include <pthread.h>
 #include <signal.h>
 
 #include <utility>
@@ -41,51 +40,17 @@ constexpr absl::Duration kFirstSpareDelay = absl::Milliseconds(20);
 }  // namespace
 
 void Manager::StartWorker() {
-  worker_ = std::thread([this] { WorkerLoop(); });
+  worker_.Start();
+  teardown_.Start();
 }
 
 void Manager::StopWorker() {
-  {
-    absl::MutexLock lock(&work_mu_);
-    work_stop_ = true;
-    work_wake_.SignalAll();
-  }
-  if (worker_.joinable()) worker_.join();
+  worker_.Stop();
+  teardown_.Stop();
 }
 
 void Manager::Defer(std::function<void()> task, absl::Time when) {
-  {
-    absl::MutexLock lock(&work_mu_);
-    if (!work_stop_) {
-      work_.emplace(when, std::move(task));
-      work_wake_.Signal();
-      return;
-    }
-  }
-  task();  // stopping (or stopped): nobody else will run it
-}
-
-void Manager::WorkerLoop() {
-  sigset_t all;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, nullptr);  // signals are the main thread's
-  while (true) {
-    std::function<void()> task;
-    {
-      absl::MutexLock lock(&work_mu_);
-      while (!work_stop_ && (work_.empty() || work_.begin()->first > absl::Now())) {
-        if (work_.empty()) {
-          work_wake_.Wait(&work_mu_);
-        } else {
-          work_wake_.WaitWithDeadline(&work_mu_, work_.begin()->first);
-        }
-      }
-      if (work_stop_ && work_.empty()) return;
-      task = std::move(work_.begin()->second);
-      work_.erase(work_.begin());
-    }
-    task();
-  }
+  worker_.Post(std::move(task), when);
 }
 
 struct Manager::LeafRemoval {
@@ -140,12 +105,7 @@ void Manager::RemoveLeafAttempt(const std::shared_ptr<LeafRemoval>& removal) {
     if (pids.ok()) {
       for (pid_t pid : *pids) ::kill(pid, SIGKILL);
     }
-    bool stopping;
-    {
-      absl::MutexLock lock(&work_mu_);
-      stopping = work_stop_;
-    }
-    if (!stopping) {
+    if (!worker_.stopping()) {
       // Deferred again rather than slept on: the worker serves other sandboxes.
       Defer([this, removal] { RemoveLeafAttempt(removal); }, absl::Now() + kLeafRetry);
       return;
