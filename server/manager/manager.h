@@ -38,8 +38,8 @@
 #include "server/engine/limits.h"
 #include "server/engine/sandbox.h"
 #include "server/manager/options.h"
-#include "server/manager/task_queue.h"
 #include "server/manager/state_file.h"
+#include "server/manager/task_queue.h"
 #include "server/manager/types.h"
 #include "server/manager/validation.h"
 
@@ -184,11 +184,11 @@ class Manager {
   // The worker thread (worker.cc) runs cgroup work that no caller should
   // wait for: on cgroup v1, mkdir and rmdir wait for the cgroup mutex, which
   // a process being moved between cgroups holds for an RCU grace period.
-  // What a Destroy leaves (mounts, files, cgroups) is removed on a thread
-  // of its own, the teardown thread.
+  // What a Destroy leaves (mounts, files, cgroups) is removed on four
+  // teardown threads of its own (see task_queue.h).
   void StartWorker();
-  // Both threads run what is left once (due or not) and stop; later tasks
-  // run inline.
+  // Both run what is left once (due or not) and stop; later tasks run
+  // inline.
   void StopWorker();
   // Runs `task` on the worker thread at `when` or later.
   void Defer(std::function<void()> task, absl::Time when = absl::InfinitePast());

@@ -1,8 +1,9 @@
-// A thread that runs tasks at or after their due time, earliest first (in
-// the order posted among equal times). The manager keeps two: one for the
-// work that keeps sandboxes fast (spares, command leaves), one for the
-// teardown that follows a Destroy, so that a burst of destroys does not
-// hold up the spares of the sandboxes still in use.
+// Threads that run tasks at or after their due time, earliest first (in
+// the order posted among equal times; with more than one thread, side by
+// side). The manager keeps two: the worker, one thread for the work that
+// keeps sandboxes fast (spares, command leaves), and the teardown, four
+// threads for what a Destroy leaves: releasing a sandbox's mounts waits for
+// an RCU grace period, and releases that overlap share one.
 #ifndef SBX_SERVER_MANAGER_TASK_QUEUE_H_
 #define SBX_SERVER_MANAGER_TASK_QUEUE_H_
 
