@@ -62,23 +62,25 @@ struct Manager::LeafRemoval {
 
 void Manager::CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
                            bool kill_rest) {
-  if (leaf) RemoveCommandLeaf(sandbox_id, std::move(leaf), kill_rest);
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
     auto it = registry_.find(sandbox_id);
     if (it != registry_.end()) record = it->second;
   }
-  if (!record) return;
-  // A sandbox's first command is often its last: create, exec, destroy. A
-  // spare made at once would still be joining its leaf when the Destroy
-  // comes, in the kernel's uninterruptible wait for the cgroup move (an RCU
-  // grace period, milliseconds after a pause), and the init's death waits
-  // for every process of its pid namespace. So that spare comes a little
-  // later. A command that comes sooner joins a leaf of its own, which costs
-  // it the same wait the spare's join would have.
-  const bool first = record->commands_ended.fetch_add(1, std::memory_order_relaxed) == 0;
-  ScheduleSpare(record, first ? absl::Now() + kFirstSpareDelay : absl::InfinitePast());
+  if (record) {
+    // A sandbox's first command is often its last: create, exec, destroy. A
+    // spare made at once would still be joining its leaf when the Destroy
+    // comes, in the kernel's uninterruptible wait for the cgroup move (an RCU
+    // grace period, milliseconds after a pause), and the init's death waits
+    // for every process of its pid namespace. So that spare comes a little
+    // later. A command that comes sooner joins a leaf of its own, which costs
+    // it the same wait the spare's join would have.
+    const bool first = record->commands_ended.fetch_add(1, std::memory_order_relaxed) == 0;
+    ScheduleSpare(record, first ? absl::Now() + kFirstSpareDelay : absl::InfinitePast());
+  }
+  // After the spare: the next command may wait for that, nobody for this.
+  if (leaf) RemoveCommandLeaf(sandbox_id, std::move(leaf), kill_rest);
 }
 
 void Manager::RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
