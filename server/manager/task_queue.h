@@ -33,7 +33,7 @@ class TaskQueue {
   // Runs what is left once, due or not, and stops; later tasks run inline,
   // on the caller's thread.
   void Stop();
-  // Runs `task` on the queue's thread at `when` or later.
+  // Runs `task` on one of the queue's threads at `when` or later.
   void Post(std::function<void()> task, absl::Time when = absl::InfinitePast());
   bool stopping();
 
