@@ -122,6 +122,26 @@ class Cgroup {
   // took more than 5 s to die (processes in D state unmapping), dozens of
   // destroys per run failed, and none with cgroup.procs. Why is not known.
   virtual absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() = 0;
+
+  // cgroup v2 only; UNIMPLEMENTED on v1, which has no such call. Opens this
+  // cgroup's directory for clone3(CLONE_INTO_CGROUP), which starts a process
+  // in it: no move, so no wait for the grace period above.
+  virtual absl::StatusOr<UniqueFd> OpenDirectory() {
+    return absl::UnimplementedError("only cgroup v2 starts processes in a cgroup");
+  }
+
+  // cgroup v2 only; UNIMPLEMENTED on v1. Gives host uid and gid `host_id`
+  // this cgroup's cgroup.procs file. clone3(CLONE_INTO_CGROUP) checks the
+  // caller's own credentials, not an opener's: write access to the target's
+  // cgroup.procs and to that of the common ancestor of its own cgroup and
+  // the target. A sandbox's init (root inside, `host_id` outside) gets the
+  // files of its sandbox's cgroup and of each command leaf, and no other.
+  // Nothing in the sandbox reaches them: no cgroup filesystem is mounted
+  // there, and the syscall filter refuses mount and new namespaces.
+  virtual absl::Status DelegateProcs(uint32_t host_id) {
+    (void)host_id;
+    return absl::UnimplementedError("only cgroup v2 starts processes in a cgroup");
+  }
 };
 
 class CgroupManager {

@@ -1,4 +1,5 @@
 // The cgroup v2 backend: one directory per sandbox in the unified hierarchy.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -138,6 +139,20 @@ class CgroupV2 : public Cgroup {
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(fd));
     return fds;
+  }
+
+  absl::StatusOr<UniqueFd> OpenDirectory() override {
+    UniqueFd fd(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return ErrnoStatus(errno, absl::StrCat("opening ", dir_));
+    return fd;
+  }
+
+  absl::Status DelegateProcs(uint32_t host_id) override {
+    const std::string path = File("cgroup.procs");
+    if (::chown(path.c_str(), host_id, host_id) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("giving ", path, " to uid ", host_id));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status KillAll(int timeout_ms) override {

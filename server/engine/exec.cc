@@ -163,12 +163,22 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
   request.fsize_bytes = options.fsize_bytes;
   request.stack_bytes = options.stack_bytes;
   request.open_files = options.open_files;
-  request.cgroup_fds = static_cast<uint32_t>(options.cgroup_procs_fds.size());
+  std::vector<int> cgroup_fds;
+  if (options.cgroup_dir >= 0) {
+    if (options.cgroup_procs_fds.empty()) {
+      return absl::InternalError("a command started in its leaf needs its cgroup.procs files");
+    }
+    cgroup_fds.push_back(options.cgroup_dir);
+    request.cgroup_dir_first = true;
+  }
+  cgroup_fds.insert(cgroup_fds.end(), options.cgroup_procs_fds.begin(),
+                    options.cgroup_procs_fds.end());
+  request.cgroup_fds = static_cast<uint32_t>(cgroup_fds.size());
   request.spare_pid = static_cast<uint32_t>(options.spare_pid);
-  if (options.spare_pid != 0 && !options.cgroup_procs_fds.empty()) {
+  if (options.spare_pid != 0 && !cgroup_fds.empty()) {
     return absl::InternalError("a command in the spare joins no cgroup");
   }
-  if (options.cgroup_procs_fds.size() + 3 > wire::kMaxFds) {
+  if (cgroup_fds.size() + 3 > wire::kMaxFds) {
     return absl::InternalError("too many cgroup files for one exec request");
   }
   request.cwd = options.cwd;
@@ -193,8 +203,7 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
     ASSIGN_OR_RETURN(err_pipe, MakePipe());
     send_fds = {in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get()};
   }
-  send_fds.insert(send_fds.end(), options.cgroup_procs_fds.begin(),
-                  options.cgroup_procs_fds.end());
+  send_fds.insert(send_fds.end(), cgroup_fds.begin(), cgroup_fds.end());
   int err = wire::Send(channel.control.get(), msg, send_fds.data(), send_fds.size());
   if (!options.tty) {
     // The init holds the child ends now; ours go at return, so that EOF
@@ -249,24 +258,31 @@ absl::Status SpareFailure(const std::string& reply) {
 }  // namespace
 
 absl::StatusOr<PendingSpare> PrepareSpare(const std::string& control_socket,
-                                          const std::vector<int>& cgroup_procs_fds) {
-  if (cgroup_procs_fds.empty() || cgroup_procs_fds.size() > wire::kMaxFds) {
-    return absl::InternalError("a spare joins between 1 and 8 cgroup.procs files");
+                                          const std::vector<int>& cgroup_procs_fds,
+                                          int leaf_dir) {
+  std::vector<int> fds;
+  if (leaf_dir >= 0) fds.push_back(leaf_dir);
+  fds.insert(fds.end(), cgroup_procs_fds.begin(), cgroup_procs_fds.end());
+  if (cgroup_procs_fds.empty() || fds.size() > wire::kMaxFds) {
+    return absl::InternalError("a spare takes a leaf with between 1 and 7 cgroup.procs files");
   }
   ASSIGN_OR_RETURN(UniqueFd control, ConnectSeqpacket(control_socket));
-  const std::string msg = wire::Writer(wire::kPrepare).data();
-  if (int err = wire::Send(control.get(), msg, cgroup_procs_fds.data(), cgroup_procs_fds.size());
-      err != 0) {
+  wire::Writer request(wire::kPrepare);
+  // A message without the mode: what an init from before it expects.
+  if (leaf_dir >= 0) request.U32(wire::kPrepareCloneInto);
+  if (int err = wire::Send(control.get(), request.data(), fds.data(), fds.size()); err != 0) {
     return ErrnoStatus(err, "asking the sandbox init for a spare");
   }
   ASSIGN_OR_RETURN(std::string reply, ReceiveWithTimeout(control.get(), kStartTimeoutMs, nullptr));
   wire::Reader in(reply);
-  uint32_t type = 0, pid = 0, joining = 0;
+  uint32_t type = 0, pid = 0, how = 0;
   if (in.U32(&type) && type == wire::kPrepared && in.U32(&pid) && pid != 0) {
     PendingSpare pending;
     pending.pid = static_cast<pid_t>(pid);
     if (in.done()) return pending;  // an older init: it answers once joined
-    if (in.U32(&joining) && joining == 1 && in.done()) {
+    if (in.U32(&how) && (how == wire::kSpareJoining || how == wire::kSpareBornInLeaf) &&
+        in.done()) {
+      pending.born_in_leaf = how == wire::kSpareBornInLeaf;
       pending.settle = std::move(control);
       return pending;
     }

@@ -163,7 +163,7 @@ absl::StatusOr<SandboxProcess> Spawner::SpawnLocked(const SandboxConfig& config,
   UniqueFd ready_read(ready_pipe[0]), ready_write(ready_pipe[1]);
 
   wire::SpawnRequest request{config.id, root_path, config.tmp_bytes, config.work_bytes,
-                             config.shm_bytes};
+                             config.shm_bytes, config.keep_cgroup_ns};
   const int fds[3] = {listener.get(), sync_read.get(), ready_write.get()};
   if (int err = wire::Send(channel_.get(), wire::EncodeSpawn(request), fds, 3); err != 0) {
     return ErrnoStatus(err, "sending a spawn request to the spawner");

@@ -45,6 +45,9 @@ struct SandboxConfig {
   int64_t tmp_bytes = 64 << 20;    // size cap of /tmp
   int64_t work_bytes = 256 << 20;  // size cap of /work
   int64_t shm_bytes = 64 << 20;    // size cap of /dev/shm
+  // cgroup v2: the init keeps sbxd's cgroup namespace, so that it may start
+  // spares in their leaves (see PrepareSpare and wire::SpawnRequest).
+  bool keep_cgroup_ns = false;
 };
 
 // A live sandbox init, seen from the host.
@@ -127,6 +130,11 @@ struct ExecOptions {
   // The command's own cgroup (Cgroup::OpenProcsFiles of its leaf): it joins
   // it before exec. Not owned; may be empty.
   std::vector<int> cgroup_procs_fds;
+  // cgroup v2, an init spawned with keep_cgroup_ns: the leaf's directory,
+  // where the init starts the command (clone3 with CLONE_INTO_CGROUP), which
+  // waits for no grace period; it joins through cgroup_procs_fds only if the
+  // kernel refuses that. Not owned; -1 for none.
+  int cgroup_dir = -1;
   // Nonzero: run in the sandbox's spare with this pid (see PrepareSpare),
   // which sits in the command's leaf already; cgroup_procs_fds must then be
   // empty.
@@ -162,14 +170,20 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
 // an idle host); the spare does it off the exec path. Replaces a spare the
 // init may have. Returns as soon as the init has forked it: a command can
 // be handed to it (spare_pid) while it joins.
+//
+// With `leaf_dir` (the leaf's directory, cgroup v2, an init spawned with
+// keep_cgroup_ns) the init starts the spare in the leaf instead, which waits
+// for nothing, and has it join only if the kernel refuses that.
 struct PendingSpare {
   pid_t pid = 0;  // inside the sandbox
+  bool born_in_leaf = false;  // started in its leaf, not joining it
   // Until the spare has settled (see WaitSpareSettled): the connection on
   // which the init tells. Not valid when it had settled already.
   UniqueFd settle;
 };
 absl::StatusOr<PendingSpare> PrepareSpare(const std::string& control_socket,
-                                          const std::vector<int>& cgroup_procs_fds);
+                                          const std::vector<int>& cgroup_procs_fds,
+                                          int leaf_dir = -1);
 
 // Waits until the spare of `pending` is in its cgroup or has been handed a
 // command; until then the spare counts among the processes of the

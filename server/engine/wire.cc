@@ -86,12 +86,19 @@ bool Reader::StrList(std::vector<std::string>* list) {
 std::string EncodeSpawn(const SpawnRequest& r) {
   Writer w(kSpawn);
   w.Str(r.id).Str(r.root_dir).I64(r.tmp_bytes).I64(r.work_bytes).I64(r.shm_bytes);
+  w.U32(r.keep_cgroup_ns);
   return w.data();
 }
 
 bool DecodeSpawn(Reader& in, SpawnRequest* r) {
-  return in.Str(&r->id) && in.Str(&r->root_dir) && in.I64(&r->tmp_bytes) &&
-         in.I64(&r->work_bytes) && in.I64(&r->shm_bytes) && in.done();
+  uint32_t keep_cgroup_ns = 0;
+  if (!(in.Str(&r->id) && in.Str(&r->root_dir) && in.I64(&r->tmp_bytes) &&
+        in.I64(&r->work_bytes) && in.I64(&r->shm_bytes) && in.U32(&keep_cgroup_ns) &&
+        in.done() && keep_cgroup_ns <= 1)) {
+    return false;
+  }
+  r->keep_cgroup_ns = keep_cgroup_ns == 1;
+  return true;
 }
 
 std::string EncodeExec(const ExecRequest& r) {
@@ -99,6 +106,7 @@ std::string EncodeExec(const ExecRequest& r) {
   w.U32(r.uid).U32(r.gid).U32(r.tty).U32(r.rows).U32(r.cols).I64(r.timeout_ms);
   w.I64(r.fsize_bytes).I64(r.stack_bytes).I64(r.open_files).U32(r.cgroup_fds);
   w.U32(r.spare_pid).Str(r.cwd).StrList(r.argv).StrList(r.env);
+  if (r.cgroup_dir_first) w.U32(1);
   return w.data();
 }
 
@@ -108,9 +116,14 @@ bool DecodeExec(Reader& in, ExecRequest* r) {
         in.U32(&cols) && in.I64(&r->timeout_ms) && in.I64(&r->fsize_bytes) &&
         in.I64(&r->stack_bytes) && in.I64(&r->open_files) && in.U32(&r->cgroup_fds) &&
         in.U32(&r->spare_pid) && in.Str(&r->cwd) &&
-        in.StrList(&r->argv) && in.StrList(&r->env) && in.done())) {
+        in.StrList(&r->argv) && in.StrList(&r->env))) {
     return false;
   }
+  uint32_t dir_first = 0;
+  if (!in.done() && !(in.U32(&dir_first) && dir_first == 1 && in.done())) return false;
+  // The directory and at least one cgroup.procs file for the fallback.
+  r->cgroup_dir_first = dir_first == 1;
+  if (r->cgroup_dir_first && r->cgroup_fds < 2) return false;
   r->tty = tty != 0;
   r->rows = static_cast<uint16_t>(rows);
   r->cols = static_cast<uint16_t>(cols);

@@ -44,6 +44,14 @@ enum MsgType : uint32_t {
   // once it is in its leaf or has been handed a command, or kExecFailed if
   // it died first. (An init from before this answered kPrepared with the
   // pid alone, once the spare was in its leaf.)
+  //
+  // Its one field, a PrepareMode, says what the fds are; a message without
+  // it is kPrepareJoin. With kPrepareCloneInto the init forks the spare
+  // straight into the leaf (clone3 with CLONE_INTO_CGROUP), which waits for
+  // no grace period, and answers 2 in place of 1; where the kernel refuses
+  // that, it falls back to joining. sbxd sends it only to inits it spawned
+  // itself with keep_cgroup_ns (older ones would take the directory for a
+  // cgroup.procs file).
   kPrepare = 13,
   // init -> sbxd. kStarted: pid; fds: [pty master] in tty mode.
   kStarted = 20,
@@ -60,6 +68,17 @@ enum MsgType : uint32_t {
   // reports that), ready for kSpareRun.
   kSpareReady = 31,
 };
+
+// The fds of a kPrepare message.
+enum PrepareMode : uint32_t {
+  // The leaf's cgroup.procs files (1 to kMaxFds): the spare joins it.
+  kPrepareJoin = 0,
+  // The leaf's directory, then its cgroup.procs files for the fallback.
+  kPrepareCloneInto = 1,
+};
+// What kPrepared says after the pid.
+inline constexpr uint32_t kSpareJoining = 1;
+inline constexpr uint32_t kSpareBornInLeaf = 2;
 
 // Steps of a sandbox init's set-up, reported on the ready pipe with errno.
 enum SetupStep : uint32_t {
@@ -115,6 +134,11 @@ struct SpawnRequest {
   int64_t tmp_bytes = 0;
   int64_t work_bytes = 0;
   int64_t shm_bytes = 0;
+  // The init stays in sbxd's cgroup namespace rather than making one at its
+  // leaf: on a cgroup2 mount with nsdelegate the kernel lets a process start
+  // children only in cgroups its own namespace sees (kPrepareCloneInto).
+  // Its commands still make theirs, at their leaf.
+  bool keep_cgroup_ns = false;
 };
 
 struct ExecRequest {
@@ -124,6 +148,12 @@ struct ExecRequest {
   int64_t timeout_ms = 0;
   int64_t fsize_bytes = 0, stack_bytes = 0, open_files = 0;  // 0: default
   uint32_t cgroup_fds = 0;
+  // The first of the cgroup_fds is the leaf's directory: the init starts the
+  // command there (clone3 with CLONE_INTO_CGROUP); the rest are the leaf's
+  // cgroup.procs files, joined only if the kernel refuses that. Sent (as a
+  // trailing field) only to inits spawned with keep_cgroup_ns; one from
+  // before it would refuse the request.
+  bool cgroup_dir_first = false;
   // Nonzero: run in the spare with this pid (see kPrepare), which is in its
   // cgroup leaf already; cgroup_fds is then 0. Naming the spare keeps
   // sbxd's idea of which leaf holds the command exact: if the init's spare

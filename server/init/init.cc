@@ -172,14 +172,16 @@ void ClearSignalMask() {
 }
 
 // Runs in the forked child; never returns. `filtered`: the syscall filter
-// is in place already (a spare loads it while it waits).
+// is in place already (a spare loads it while it waits). `in_leaf`: it was
+// started in its cgroup leaf (req.cgroup_dir_first), and joins nothing.
 [[noreturn]] void ExecChild(const wire::ExecRequest& req, const int* stdio,
-                            const char* pty_name, int err_pipe, bool filtered) {
+                            const char* pty_name, int err_pipe, bool filtered,
+                            bool in_leaf = false) {
   ClearSignalMask();
   // Join the command's own cgroup leaf first, so that everything it does,
   // from its first page on, is accounted there.
   const int* cgroup_fds = stdio + (req.tty ? 0 : 3);
-  for (uint32_t i = 0; i < req.cgroup_fds; ++i) {
+  for (uint32_t i = req.cgroup_dir_first ? 1 : 0; i < req.cgroup_fds && !in_leaf; ++i) {
     if (::write(cgroup_fds[i], "0", 1) != 1) ChildFail(err_pipe, wire::kExecStepCgroup, errno);
   }
   // ...and make that leaf the root of what the command can see of cgroups.
@@ -237,10 +239,31 @@ void ClearSignalMask() {
 // leaf (and unshared its cgroup namespace there) and waits for the command.
 // Joining a cgroup takes the kernel's cgroup_threadgroup_rwsem for writing,
 // which waits for an RCU grace period unless another move happened just
-// before: 5-10 ms on an idle host. The spare pays it off the exec path.
+// before: 5-10 ms on an idle host. The spare pays it off the exec path; on
+// cgroup v2 it starts in its leaf instead (CloneIntoCgroup), and pays none.
+
+// fork(), with the child starting in the cgroup whose directory is
+// `cgroup_dir` (clone3 with CLONE_INTO_CGROUP, cgroup v2, Linux 5.7+): no
+// move, so no grace period to wait for. glibc has no wrapper. What fork()
+// does beyond the call, glibc's cached thread id and atfork handlers, the
+// spare does not need: the init registers no handlers, and raise() asks the
+// kernel for the thread id.
+pid_t CloneIntoCgroup(int cgroup_dir) {
+  struct CloneArgs {  // struct clone_args, up to CLONE_ARGS_SIZE_VER2
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+  };
+  constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
+  CloneArgs args = {};
+  args.flags = kCloneIntoCgroup;
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(cgroup_dir);
+  return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof(args)));
+}
 
 // Runs in the forked spare; never returns. `sock` is its end of the
-// socketpair with the init; `cgroup_fds` the leaf's cgroup.procs files.
+// socketpair with the init; `cgroup_fds` the leaf's cgroup.procs files
+// (none when it started in its leaf).
 [[noreturn]] void RunSpare(int sock, const int* cgroup_fds, size_t ncgroup) {
   // A failure here is reported to the command it was meant for, as it would
   // have been without a spare.
@@ -340,7 +363,7 @@ class Server {
   void EnforceDeadlines();
   int NextTimeoutMs() const;
   void SendFailure(int conn, uint32_t step, int err);
-  void PrepareSpare(int conn, int* fds, size_t nfds);
+  void PrepareSpare(int conn, const std::string& msg, int* fds, size_t nfds);
   // The spare's socket is readable: it is ready (or died before).
   void OnSpareReadable();
   // Gives the kPrepare waiting for the spare to settle, if any, its second
@@ -360,6 +383,8 @@ class Server {
   std::map<int, std::unique_ptr<Exec>> by_conn_;  // conn fd -> exec (pid 0: none yet)
   std::map<pid_t, Exec*> by_pid_;
   pid_t spare_pid_ = 0;  // 0: no spare
+  // The kernel refused clone3(CLONE_INTO_CGROUP) once: spares join their leaf.
+  bool clone_into_refused_ = false;
   int spare_sock_ = -1;
   // The connection whose kPrepare waits for the spare to settle (join its
   // leaf); -1: none (the spare, if any, is in its leaf).
@@ -403,20 +428,46 @@ void Server::OnSpareReadable() {
   AnswerPrepare(0);
 }
 
-void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
+void Server::PrepareSpare(int conn, const std::string& msg, int* fds, size_t nfds) {
   DropSpare();
+  wire::Reader in(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
+  uint32_t mode = wire::kPrepareJoin;
+  if (!in.done() && !(in.U32(&mode) && in.done())) mode = UINT32_MAX;
+  // The cgroup.procs files the spare joins, unless it starts in its leaf.
+  const int* join_fds = fds;
+  size_t njoin = nfds;
+  int leaf_dir = -1;
+  if (mode == wire::kPrepareCloneInto && nfds >= 2) {
+    leaf_dir = fds[0];
+    ++join_fds;
+    --njoin;
+  }
   int pair[2] = {-1, -1};
   int err = 0;
   pid_t pid = -1;
-  if (nfds == 0) {
+  bool born_in_leaf = false;
+  if (njoin == 0 || (mode != wire::kPrepareJoin && leaf_dir < 0)) {
     err = EPROTO;
   } else if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     err = errno;
   } else {
-    pid = ::fork();
-    if (pid == 0) {
-      ::close(pair[0]);
-      RunSpare(pair[1], fds, nfds);
+    if (leaf_dir >= 0 && !clone_into_refused_) {
+      pid = CloneIntoCgroup(leaf_dir);
+      if (pid == 0) {
+        ::close(pair[0]);
+        RunSpare(pair[1], nullptr, 0);
+      }
+      // Refused (an older kernel, or a host where the delegation does not
+      // hold): the spare joins, as it did before, and the next ones too.
+      if (pid < 0 && errno != EAGAIN && errno != ENOMEM) clone_into_refused_ = true;
+      born_in_leaf = pid > 0;
+    }
+    if (pid < 0) {
+      pid = ::fork();
+      if (pid == 0) {
+        ::close(pair[0]);
+        RunSpare(pair[1], join_fds, njoin);
+      }
     }
     if (pid < 0) err = errno;
     ::close(pair[1]);
@@ -432,7 +483,7 @@ void Server::PrepareSpare(int conn, int* fds, size_t nfds) {
   spare_sock_ = pair[0];
   // Its pid at once: the next command can be handed to it while it joins.
   wire::Writer w(wire::kPrepared);
-  w.U32(static_cast<uint32_t>(pid)).U32(1);
+  w.U32(static_cast<uint32_t>(pid)).U32(born_in_leaf ? wire::kSpareBornInLeaf : wire::kSpareJoining);
   if (wire::Send(conn, w.data()) != 0) {
     DropSpare();
     CloseConn(conn);
@@ -571,10 +622,22 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
     start_err = RunInSpare(static_cast<pid_t>(req.spare_pid), msg, req.tty ? pty_name : nullptr,
                            err_pipe[1], fds, &pid, &spare_sock);
   } else {
-    pid = ::fork();
-    if (pid == 0) {
-      ::close(err_pipe[0]);
-      ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false);
+    if (req.cgroup_dir_first && !clone_into_refused_) {
+      pid = CloneIntoCgroup(fds[req.tty ? 0 : 3]);
+      if (pid == 0) {
+        ::close(err_pipe[0]);
+        ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false,
+                  /*in_leaf=*/true);
+      }
+      // Refused: this command joins, as do the ones after it (see PrepareSpare).
+      if (pid < 0 && errno != EAGAIN && errno != ENOMEM) clone_into_refused_ = true;
+    }
+    if (pid < 0) {
+      pid = ::fork();
+      if (pid == 0) {
+        ::close(err_pipe[0]);
+        ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false);
+      }
     }
     if (pid < 0) start_err = errno;
   }
@@ -649,7 +712,7 @@ void Server::OnConnReadable(int conn) {
       break;
     case wire::kPrepare:
       if (exec->pid == 0) {
-        PrepareSpare(conn, fds, nfds);
+        PrepareSpare(conn, msg, fds, nfds);
         return;
       }
       break;
@@ -784,8 +847,11 @@ void Server::Run() {
       ::setresuid(0, 0, 0) != 0) {
     FailSetup(ready, wire::kStepIdentity, errno);
   }
-  // Now that sbxd has moved us into our cgroup, make it our cgroup root.
-  if (::unshare(CLONE_NEWCGROUP) != 0) FailSetup(ready, wire::kStepCgroupNs, errno);
+  // Now that sbxd has moved us into our cgroup, make it our cgroup root,
+  // unless we start our spares in their leaves (see keep_cgroup_ns).
+  if (!request.keep_cgroup_ns && ::unshare(CLONE_NEWCGROUP) != 0) {
+    FailSetup(ready, wire::kStepCgroupNs, errno);
+  }
   if (::sethostname(request.id.data(), request.id.size()) != 0) {
     FailSetup(ready, wire::kStepHostname, errno);
   }

@@ -256,6 +256,10 @@ absl::StatusOr<uint32_t> Manager::AllocateSlotLocked() {
   return slot;
 }
 
+uint32_t Manager::HostIdBase(const Record& record) const {
+  return options_.uid_base + record.slot * engine::kIdsPerSandbox;
+}
+
 absl::Status Manager::Build(Record& record) {
   absl::MutexLock op_lock(&record.op_mu);
   RETURN_IF_ERROR(MakeDir(record.dir, /*exist_ok=*/false));
@@ -268,7 +272,18 @@ absl::Status Manager::Build(Record& record) {
   engine::SandboxConfig config;
   config.id = record.id;
   config.dir = record.dir;
-  config.host_id_base = options_.uid_base + record.slot * engine::kIdsPerSandbox;
+  config.host_id_base = HostIdBase(record);
+  // On v2 the init starts its spares in their leaves: its own credentials
+  // must then be allowed to put processes into the sandbox's cgroup tree.
+  if (cgroups_->version() == engine::CgroupVersion::kV2) {
+    absl::Status delegated = record.cgroup->DelegateProcs(config.host_id_base);
+    if (delegated.ok()) {
+      config.keep_cgroup_ns = true;
+      record.spares_start_in_leaf.store(true, std::memory_order_relaxed);
+    } else {
+      Log().warn("sandbox {}: its spares join their leaves: {}", record.id, delegated.ToString());
+    }
+  }
   config.tmp_bytes = options_.tmp_bytes;
   config.work_bytes = options_.work_bytes;
   config.shm_bytes = options_.shm_bytes;
@@ -688,6 +703,11 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
       return Annotate(prepared, "preparing the command's cgroup");
     }
     for (const UniqueFd& fd : procs_files) options.cgroup_procs_fds.push_back(fd.get());
+    // Where the init starts spares in their leaves (v2), it starts this
+    // command in its leaf too: a command that comes before the next spare
+    // (a Run's next case, say) then waits for no cgroup move either.
+    UniqueFd leaf_dir = LeafDirectoryForInit(*record, *leaf);
+    if (leaf_dir) options.cgroup_dir = leaf_dir.get();
     channel = engine::StartExec(control_socket, options);
     if (channel.ok()) {
       channel->cgroup = std::move(leaf);
@@ -726,7 +746,7 @@ absl::StatusOr<std::shared_ptr<engine::SandboxFs>> Manager::OpenSandboxFs(
   target.sandbox_id = id;
   target.init_pid = record->process.pid;
   target.init_pidfd = record->process.pidfd.get();
-  target.host_id_base = options_.uid_base + record->slot * engine::kIdsPerSandbox;
+  target.host_id_base = HostIdBase(*record);
   target.uid = uid;
   return engine::SandboxFs::Open(target);
 }

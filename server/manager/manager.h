@@ -211,9 +211,20 @@ class Manager {
     std::unique_ptr<engine::Cgroup> leaf;
     engine::PendingSpare pending;  // its pid inside the sandbox, and whether it joined
   };
-  // A new leaf below `sandbox_cgroup` and the init (of the sandbox in
-  // `dir`) forking its spare into it.
-  absl::StatusOr<Spare> MakeSpare(engine::Cgroup& sandbox_cgroup, const std::string& dir);
+  // A new leaf below `sandbox_cgroup` and the init (of `record`'s sandbox)
+  // forking its spare into it.
+  absl::StatusOr<Spare> MakeSpare(engine::Cgroup& sandbox_cgroup, Record& record);
+  // Says at debug level where a spare went (after its hand-over point, so
+  // that an Exec need not wait for the line).
+  void LogSpare(const Record& record, const engine::PendingSpare& spare,
+                const std::string& leaf_name);
+  // The host uid and gid that root in `record`'s sandbox maps to.
+  uint32_t HostIdBase(const Record& record) const;
+  // Where the init starts processes in their leaves (record's
+  // spares_start_in_leaf): `leaf`'s directory, its cgroup.procs given to the
+  // sandbox's root; otherwise, or if that fails, an invalid descriptor (the
+  // process joins its leaf instead).
+  UniqueFd LeafDirectoryForInit(Record& record, engine::Cgroup& leaf);
   // At start-up: adopts the spare a previous sbxd left in the sandbox, if
   // any (its only sbx-init process in a command leaf). REQUIRES: op_mu held.
   void AdoptSpareLocked(Record& record);

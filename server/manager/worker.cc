@@ -75,9 +75,11 @@ void Manager::CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine
     // grace period, milliseconds after a pause), and the init's death waits
     // for every process of its pid namespace. So that spare comes a little
     // later. A command that comes sooner joins a leaf of its own, which costs
-    // it the same wait the spare's join would have.
+    // it the same wait the spare's join would have. A spare started in its
+    // leaf (v2) waits for nothing, and comes at once.
     const bool first = record->commands_ended.fetch_add(1, std::memory_order_relaxed) == 0;
-    ScheduleSpare(record, first ? absl::Now() + kFirstSpareDelay : absl::InfinitePast());
+    const bool delay = first && !record->spares_start_in_leaf.load(std::memory_order_relaxed);
+    ScheduleSpare(record, delay ? absl::Now() + kFirstSpareDelay : absl::InfinitePast());
   }
   // After the spare: the next command may wait for that, nobody for this.
   if (leaf) RemoveCommandLeaf(sandbox_id, std::move(leaf), kill_rest);
@@ -141,7 +143,7 @@ void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
   // takes sub-cgroups first, the leaf made here included.
   absl::StatusOr<std::unique_ptr<engine::Cgroup>> cgroup = cgroups_->OpenChild(record->id);
   absl::StatusOr<Spare> spare =
-      cgroup.ok() ? MakeSpare(**cgroup, record->dir) : absl::StatusOr<Spare>(cgroup.status());
+      cgroup.ok() ? MakeSpare(**cgroup, *record) : absl::StatusOr<Spare>(cgroup.status());
   if (!spare.ok()) {
     // Without a spare the next command joins its leaf itself: slower, not
     // wrong. A sandbox that cannot make one is usually dying.
@@ -149,6 +151,7 @@ void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
     return;
   }
   const pid_t pid = spare->pending.pid;
+  const std::string leaf_name = spare->leaf->name();
   bool installed = false;
   {
     absl::MutexLock op_lock(&record->op_mu);
@@ -167,6 +170,7 @@ void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
   }
   // Exec can hand the next command to the spare from now on; Get waits
   // (spare_mu) until it has joined its leaf, where usage leaves it out.
+  LogSpare(*record, spare->pending, leaf_name);
   absl::Status settled = engine::WaitSpareSettled(spare->pending);
   if (settled.ok()) return;
   Log().debug("sandbox {}: spare process died: {}", record->id, settled.ToString());
@@ -182,16 +186,20 @@ void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
 }
 
 absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup,
-                                                  const std::string& dir) {
+                                                  Record& record) {
   Spare spare;
   ASSIGN_OR_RETURN(spare.leaf, sandbox_cgroup.CreateSub(absl::StrCat(
                                    "x", exec_seq_.fetch_add(1, std::memory_order_relaxed))));
+  // Started in the leaf where the init may (v2), joining it otherwise.
+  const bool in_leaf = record.spares_start_in_leaf.load(std::memory_order_relaxed);
+  UniqueFd leaf_dir = LeafDirectoryForInit(record, *spare.leaf);
   absl::StatusOr<std::vector<UniqueFd>> files = spare.leaf->OpenProcsFiles();
   absl::StatusOr<engine::PendingSpare> pending = absl::UnknownError("no cgroup.procs files");
   if (files.ok()) {
     std::vector<int> fds;
     for (const UniqueFd& fd : *files) fds.push_back(fd.get());
-    pending = engine::PrepareSpare(engine::ControlSocketPath(dir), fds);
+    pending = engine::PrepareSpare(engine::ControlSocketPath(record.dir), fds,
+                                   leaf_dir ? leaf_dir.get() : -1);
   } else {
     pending = files.status();
   }
@@ -200,6 +208,11 @@ absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup
     return pending.status();
   }
   spare.pending = std::move(*pending);
+  // The kernel would not start it there: the next ones join too, and a
+  // sandbox's first command waits for its spare as on v1 (CommandEnded).
+  if (in_leaf && !spare.pending.born_in_leaf) {
+    record.spares_start_in_leaf.store(false, std::memory_order_relaxed);
+  }
   // While the spare joins: its command's exit is read on the exec I/O loop.
   // A failure is not the spare's: GetUsage reports it where it matters.
   if (absl::Status kept = spare.leaf->KeepUsageFilesOpen(); !kept.ok()) {
@@ -208,19 +221,37 @@ absl::StatusOr<Manager::Spare> Manager::MakeSpare(engine::Cgroup& sandbox_cgroup
   return spare;
 }
 
+UniqueFd Manager::LeafDirectoryForInit(Record& record, engine::Cgroup& leaf) {
+  if (!record.spares_start_in_leaf.load(std::memory_order_relaxed)) return UniqueFd();
+  absl::Status delegated = leaf.DelegateProcs(HostIdBase(record));
+  absl::StatusOr<UniqueFd> dir =
+      delegated.ok() ? leaf.OpenDirectory() : absl::StatusOr<UniqueFd>(delegated);
+  if (dir.ok()) return std::move(*dir);
+  Log().debug("sandbox {}: a process joins its leaf {}: {}", record.id, leaf.name(),
+              dir.status().ToString());
+  return UniqueFd();
+}
+
 absl::Status Manager::PrepareSpareLocked(Record& record) {
   if (record.spare_leaf) return absl::OkStatus();
   if (!record.cgroup) return absl::FailedPreconditionError("the sandbox has no cgroup");
-  ASSIGN_OR_RETURN(Spare spare, MakeSpare(*record.cgroup, record.dir));
+  ASSIGN_OR_RETURN(Spare spare, MakeSpare(*record.cgroup, record));
   // Handed out in its leaf: the caller's first Get sees the usage of its
   // own processes alone.
   if (absl::Status settled = engine::WaitSpareSettled(spare.pending); !settled.ok()) {
     spare.leaf->Remove().IgnoreError();
     return settled;
   }
+  LogSpare(record, spare.pending, spare.leaf->name());
   record.spare_leaf = std::move(spare.leaf);
   record.spare_pid = spare.pending.pid;
   return absl::OkStatus();
+}
+
+void Manager::LogSpare(const Record& record, const engine::PendingSpare& spare,
+                       const std::string& leaf_name) {
+  Log().debug("sandbox {}: spare {} {} leaf {}", record.id, spare.pid,
+              spare.born_in_leaf ? "started in its" : "joining its", leaf_name);
 }
 
 }  // namespace sbx::manager
