@@ -348,8 +348,11 @@ void Daemon::Stop() {
     auto children = ListSubdirs(dir);
     auto procs = CgroupProcsRecursive(dir);
     if (!children.empty() || !procs.empty()) {
+      std::string names;
+      for (const std::string& child : children) names += " " + child;
       ADD_FAILURE() << "teardown: leftovers in " << dir << ": " << children.size()
-                    << " child cgroups, " << procs.size() << " processes";
+                    << " child cgroups (" << names << " ), " << procs.size()
+                    << " processes; sbxd's log:\n" << LogTail(8192);
     }
     RemoveCgroupTree(dir);
     // On cgroup v2 an sbxd that had to leave a cgroup shared with nothing

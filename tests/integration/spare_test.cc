@@ -66,6 +66,12 @@ class SpareTest : public DaemonTest {
                                            << "; leaves:" << seen;
     }
     *spare = leaves[0];
+    // In its leaf is not yet sbxd's: the worker hands it out from the
+    // moment it has recorded it. A Get (with usage) waits for the worker to
+    // be done with the spare it is making.
+    v1::Sandbox got;
+    grpc::Status s = Get(stub(), id, &got);
+    if (!s.ok()) return ::testing::AssertionFailure() << "GetSandbox: " << s.error_message();
     return ::testing::AssertionSuccess();
   }
 
@@ -108,6 +114,57 @@ TEST_F(SpareTest, TheNextCommandRunsInTheSpareAndANewOneIsMade) {
 
 // The spare is made on sbxd's worker right after a create and after every
 // command; usage read at those moments still counts the init alone.
+// On cgroup v2 the init starts each spare in its leaf (clone3 with
+// CLONE_INTO_CGROUP), so that no spare waits for a cgroup move; for that it
+// keeps sbxd's cgroup namespace. v1 has no such call: there a spare joins
+// its leaf, and the init has a cgroup namespace of its own. sbxd's debug log
+// says which way each spare went.
+TEST_F(SpareTest, SparesStartInTheirLeafOnV2AndJoinItOnV1) {
+  const bool v2 = daemon().CgroupParentDirs().size() == 1;
+  SBX_SANDBOX(sb);
+  Leaf first;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &first));
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"true"}));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  Leaf second;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<Leaf> leaves = Leaves(sb.id());
+        if (leaves.size() != 1 || leaves[0].name == first.name || leaves[0].pids.size() != 1) {
+          return false;
+        }
+        second = leaves[0];
+        return true;
+      },
+      seconds(10)))
+      << "no second spare";
+  v1::Sandbox got;  // waits for the worker to be done with that spare
+  ASSERT_TRUE(Get(stub(), sb.id(), &got).ok());
+
+  const std::string log = daemon().LogTail(1 << 20);
+  for (const Leaf* spare : {&first, &second}) {
+    const std::string said = std::string(v2 ? "started in its" : "joining its") + " leaf " +
+                             sb.id() + "/" + spare->name;
+    EXPECT_NE(log.find(said), std::string::npos)
+        << (v2 ? "v2" : "v1") << ": no '" << said << "' in sbxd's log:\n" << log;
+  }
+
+  const std::vector<pid_t> init =
+      CgroupProcsRecursive(SandboxCgroup(sb.id()) + "/init");
+  ASSERT_EQ(init.size(), 1u);
+  const std::string init_ns = ProcNamespace(init[0], "cgroup");
+  ASSERT_FALSE(init_ns.empty());
+  if (v2) {
+    EXPECT_EQ(init_ns, ProcNamespace(daemon().pid(), "cgroup"));
+  } else {
+    EXPECT_NE(init_ns, ProcNamespace(daemon().pid(), "cgroup"));
+  }
+  // Either way the spare makes a namespace of its own, rooted at its leaf.
+  EXPECT_TRUE(WaitFor([&] { return ProcNamespace(second.pids[0], "cgroup") != init_ns; },
+                      seconds(5)))
+      << "the spare " << second.pids[0] << " shares the init's cgroup namespace";
+}
+
 TEST_F(SpareTest, UsageLeavesOutTheSpareEvenWhileItIsBeingMade) {
   for (int round = 0; round < 15; ++round) {
     SBX_SANDBOX(sb);

@@ -59,6 +59,8 @@ class SpareProtocolTest : public ::testing::Test {
       if (wire::Receive(conn.get(), &msg, fds, &nfds) <= 0) return;
       for (size_t i = 0; i < nfds; ++i) ::close(fds[i]);
       request_ok_ = wire::TypeOf(msg) == wire::kPrepare && nfds == 1;
+      request_ = msg;
+      request_nfds_ = nfds;
       for (const std::string& answer : answers) wire::Send(conn.get(), answer);
     });
   }
@@ -80,6 +82,8 @@ class SpareProtocolTest : public ::testing::Test {
   UniqueFd listener_, procs_;
   std::thread init_;
   bool request_ok_ = false;
+  std::string request_;  // the kPrepare message, as received
+  size_t request_nfds_ = 0;
 };
 
 TEST_F(SpareProtocolTest, PidComesAtOnceAndSettlingFollows) {
@@ -92,6 +96,36 @@ TEST_F(SpareProtocolTest, PidComesAtOnceAndSettlingFollows) {
   EXPECT_FALSE(spare->settle.valid());
   init_.join();
   EXPECT_TRUE(request_ok_);
+}
+
+// Without a leaf directory the request is what inits from before the
+// modes expect: the type alone, with the cgroup.procs files.
+TEST_F(SpareProtocolTest, AJoiningRequestCarriesNoMode) {
+  Serve({PreparedJoining(42), Settled()});
+  absl::StatusOr<PendingSpare> spare = Prepare();
+  ASSERT_TRUE(spare.ok()) << spare.status();
+  EXPECT_FALSE(spare->born_in_leaf);
+  init_.join();
+  EXPECT_TRUE(request_ok_);
+  EXPECT_EQ(request_, wire::Writer(wire::kPrepare).data());
+}
+
+// With one (cgroup v2), the request says so and sends the directory first;
+// the init answers whether the spare started there or joins after all.
+TEST_F(SpareProtocolTest, ALeafDirectoryIsSentFirstAndTheAnswerSaysWhereTheSpareStarted) {
+  UniqueFd leaf(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(leaf.valid());
+  for (uint32_t how : {wire::kSpareBornInLeaf, wire::kSpareJoining}) {
+    Serve({PreparedJoining(42, how), Settled()});
+    absl::StatusOr<PendingSpare> spare = PrepareSpare(path_, {procs_.get()}, leaf.get());
+    ASSERT_TRUE(spare.ok()) << spare.status();
+    EXPECT_EQ(spare->born_in_leaf, how == wire::kSpareBornInLeaf);
+    EXPECT_TRUE(WaitSpareSettled(*spare).ok());
+    init_.join();
+    EXPECT_EQ(request_,
+              wire::Writer(wire::kPrepare).U32(wire::kPrepareCloneInto).data());
+    EXPECT_EQ(request_nfds_, 2u);
+  }
 }
 
 TEST_F(SpareProtocolTest, AnInitFromBeforeAnswersOnceJoined) {

@@ -70,6 +70,56 @@ TEST(WireTest, TruncatedOrPaddedExecRequestIsRefused) {
   EXPECT_FALSE(DecodeExec(reader, &out)) << "accepted a trailing byte";
 }
 
+// On cgroup v2 the first cgroup fd may be the leaf's directory: a field of
+// its own, at the end, so that a request without it is the one inits from
+// before it take, and a request with it is one they refuse.
+TEST(WireTest, ALeafDirectoryFirstIsATrailingFieldOnlyWhenSet) {
+  ExecRequest in = Sample();
+  in.spare_pid = 0;
+  in.cgroup_fds = 2;
+  const std::string without = EncodeExec(in);
+  in.cgroup_dir_first = true;
+  const std::string with = EncodeExec(in);
+  ASSERT_EQ(with.size(), without.size() + sizeof(uint32_t));
+  EXPECT_EQ(with.substr(0, without.size()), without);
+  for (const std::string* msg : {&without, &with}) {
+    Reader reader(msg->data() + sizeof(uint32_t), msg->size() - sizeof(uint32_t));
+    ExecRequest out;
+    ASSERT_TRUE(DecodeExec(reader, &out));
+    EXPECT_EQ(out.cgroup_dir_first, msg == &with);
+    EXPECT_EQ(out.cgroup_fds, 2u);
+  }
+  // A directory alone leaves nothing to join if the kernel refuses it; any
+  // other trailing value is junk.
+  in.cgroup_fds = 1;
+  const std::string dir_alone = EncodeExec(in);
+  const std::string junk = without + Writer(kExec).U32(2).data().substr(sizeof(uint32_t));
+  for (const std::string* msg : {&dir_alone, &junk}) {
+    Reader reader(msg->data() + sizeof(uint32_t), msg->size() - sizeof(uint32_t));
+    ExecRequest out;
+    EXPECT_FALSE(DecodeExec(reader, &out)) << (msg == &junk ? "junk" : "a directory alone");
+  }
+}
+
+TEST(WireTest, SpawnRequestRoundTrip) {
+  for (bool keep : {false, true}) {
+    SpawnRequest in{"sb-1", "/state/sb-1/root", 1 << 20, 2 << 20, 3 << 20, keep};
+    const std::string msg = EncodeSpawn(in);
+    ASSERT_EQ(TypeOf(msg), kSpawn);
+    Reader reader(msg.data() + sizeof(uint32_t), msg.size() - sizeof(uint32_t));
+    SpawnRequest out;
+    ASSERT_TRUE(DecodeSpawn(reader, &out));
+    EXPECT_EQ(out.id, in.id);
+    EXPECT_EQ(out.root_dir, in.root_dir);
+    EXPECT_EQ(out.tmp_bytes, in.tmp_bytes);
+    EXPECT_EQ(out.work_bytes, in.work_bytes);
+    EXPECT_EQ(out.shm_bytes, in.shm_bytes);
+    EXPECT_EQ(out.keep_cgroup_ns, keep);
+    Reader cut(msg.data() + sizeof(uint32_t), msg.size() - 2 * sizeof(uint32_t));
+    EXPECT_FALSE(DecodeSpawn(cut, &out));
+  }
+}
+
 TEST(WireTest, EveryStepHasAName) {
   for (uint32_t step = 0; step < kStepCount; ++step) {
     EXPECT_STRNE(SetupStepName(step), "unknown step") << step;
