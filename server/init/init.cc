@@ -383,7 +383,8 @@ class Server {
   std::map<int, std::unique_ptr<Exec>> by_conn_;  // conn fd -> exec (pid 0: none yet)
   std::map<pid_t, Exec*> by_pid_;
   pid_t spare_pid_ = 0;  // 0: no spare
-  // The kernel refused clone3(CLONE_INTO_CGROUP) once: spares join their leaf.
+  // The kernel refused clone3(CLONE_INTO_CGROUP) once: spares and commands
+  // join their leaf from then on.
   bool clone_into_refused_ = false;
   int spare_sock_ = -1;
   // The connection whose kPrepare waits for the spare to settle (join its
@@ -483,7 +484,8 @@ void Server::PrepareSpare(int conn, const std::string& msg, int* fds, size_t nfd
   spare_sock_ = pair[0];
   // Its pid at once: the next command can be handed to it while it joins.
   wire::Writer w(wire::kPrepared);
-  w.U32(static_cast<uint32_t>(pid)).U32(born_in_leaf ? wire::kSpareBornInLeaf : wire::kSpareJoining);
+  w.U32(static_cast<uint32_t>(pid));
+  w.U32(born_in_leaf ? wire::kSpareBornInLeaf : wire::kSpareJoining);
   if (wire::Send(conn, w.data()) != 0) {
     DropSpare();
     CloseConn(conn);

@@ -281,7 +281,8 @@ absl::Status Manager::Build(Record& record) {
       config.keep_cgroup_ns = true;
       record.spares_start_in_leaf.store(true, std::memory_order_relaxed);
     } else {
-      Log().warn("sandbox {}: its spares join their leaves: {}", record.id, delegated.ToString());
+      Log().warn("sandbox {}: its spares and commands join their leaves: {}", record.id,
+                 delegated.ToString());
     }
   }
   config.tmp_bytes = options_.tmp_bytes;

@@ -47,9 +47,10 @@ struct Manager::Record {
   pid_t pid = 0;            // of the init, for display
   // Commands of the Exec API that have ended (see Manager::CommandEnded).
   std::atomic<int64_t> commands_ended{0};
-  // cgroup v2, an init this sbxd spawned: spares start in their leaf
-  // (engine::PrepareSpare's leaf_dir). Cleared if the init had one join it
-  // after all (a kernel that refuses that).
+  // cgroup v2, an init this sbxd spawned: spares and commands start in
+  // their leaf (engine::PrepareSpare's leaf_dir, ExecOptions::cgroup_dir).
+  // Cleared if the init had a spare join it after all (a kernel that
+  // refuses that).
   std::atomic<bool> spares_start_in_leaf{false};
   uint64_t watch_token = 0; // 0 when its pidfd is not watched
 
