@@ -112,8 +112,6 @@ TEST_F(SpareTest, TheNextCommandRunsInTheSpareAndANewOneIsMade) {
   EXPECT_NE(next.pids[0], spare.pids[0]);
 }
 
-// The spare is made on sbxd's worker right after a create and after every
-// command; usage read at those moments still counts the init alone.
 // On cgroup v2 the init starts each spare in its leaf (clone3 with
 // CLONE_INTO_CGROUP), so that no spare waits for a cgroup move; for that it
 // keeps sbxd's cgroup namespace. v1 has no such call: there a spare joins
@@ -165,6 +163,8 @@ TEST_F(SpareTest, SparesStartInTheirLeafOnV2AndJoinItOnV1) {
       << "the spare " << second.pids[0] << " shares the init's cgroup namespace";
 }
 
+// The spare is made on sbxd's worker right after a create and after every
+// command; usage read at those moments still counts the init alone.
 TEST_F(SpareTest, UsageLeavesOutTheSpareEvenWhileItIsBeingMade) {
   for (int round = 0; round < 15; ++round) {
     SBX_SANDBOX(sb);
