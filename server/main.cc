@@ -200,6 +200,15 @@ void SetUpLogging(const std::string& level, bool json) {
   ::_exit(0);
 }
 
+// SIGTERM and SIGINT, which sbxd's main thread takes with sigwait.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
 int Serve(const Flags& flags) {
   const sbx::manager::ManagerOptions options = ToManagerOptions(flags);
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
@@ -212,22 +221,12 @@ int Serve(const Flags& flags) {
     tcp_credentials = *std::move(c);
   }
 
-  // The manager starts the spawner helper first, while sbxd is still one
-  // thread with the default signal mask.
   absl::StatusOr<std::unique_ptr<sbx::manager::Manager>> manager =
       sbx::manager::Manager::Create(options);
   if (!manager.ok()) {
     spdlog::critical("starting: {}", manager.status().ToString());
     return 1;
   }
-
-  // SIGTERM / SIGINT are taken by sigwait below; every thread made from here
-  // on inherits the block.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);  // a closed pipe is an EPIPE, not a death
 
   absl::StatusOr<std::unique_ptr<sbx::api::IoLoop>> loop = sbx::api::IoLoop::Start();
@@ -308,6 +307,7 @@ int Serve(const Flags& flags) {
     spdlog::info("metrics on http://{}/metrics", flags.metrics_listen);
   }
 
+  const sigset_t stop_signals = StopSignals();
   int signo = 0;
   while (sigwait(&stop_signals, &signo) != 0) {
   }
@@ -380,6 +380,13 @@ absl::StatusOr<Flags> LoadConfig(const std::string& path, bool path_given,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Blocked before anything can start a thread, so that every thread
+  // inherits the block and a stop signal can only reach sigwait. A thread
+  // made earlier would take it with the default action and kill sbxd on the
+  // spot: gRPC's own threads, which the TLS credentials start, did. (The
+  // spawner helper resets its mask.)
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   sbx::api::TuneHeapForStreams();
   // Debian's abseil is built without NDEBUG, so by default every
   // absl::Mutex lock records the lock order in a process-wide graph behind

@@ -4,10 +4,13 @@
 // and the SDK connecting with TLS + token.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
+#include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -347,6 +350,32 @@ TEST_F(AuthTest, SdkConnectsWithTlsAndToken) {
   client = Client::Connect("127.0.0.1:" + std::to_string(port_), options);
   ASSERT_TRUE(client.ok());
   EXPECT_EQ(client->CreateSandbox({}).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+// A stop signal must reach only sbxd's main thread, which takes it with
+// sigwait: any other thread that does not block it would take it with the
+// default action and kill sbxd on the spot, without its orderly shutdown.
+// The TLS credentials make gRPC start threads of its own early; those did.
+TEST_F(AuthTest, OnlyTheMainThreadTakesStopSignals) {
+  const pid_t pid = daemon().pid();
+  const uint64_t stop_bits = (1ULL << (SIGTERM - 1)) | (1ULL << (SIGINT - 1));
+  int others = 0;
+  for (const std::string& tid : ListDir("/proc/" + std::to_string(pid) + "/task")) {
+    if (tid == std::to_string(pid)) continue;  // in sigwait, which unblocks them
+    std::optional<std::string> status =
+        ReadFile("/proc/" + std::to_string(pid) + "/task/" + tid + "/status");
+    if (!status) continue;  // the thread ended meanwhile
+    const size_t at = status->find("\nSigBlk:\t");
+    ASSERT_NE(at, std::string::npos) << *status;
+    const uint64_t blocked = std::stoull(status->substr(at + 9, 16), nullptr, 16);
+    const std::string name = ReadFile("/proc/" + std::to_string(pid) + "/task/" + tid + "/comm")
+                                 .value_or("?\n");
+    EXPECT_EQ(blocked & stop_bits, stop_bits)
+        << "thread " << tid << " (" << name.substr(0, name.size() - 1)
+        << ") can take SIGTERM or SIGINT; SigBlk " << std::hex << blocked;
+    ++others;
+  }
+  EXPECT_GT(others, 5) << "sbxd should have gRPC's and its own threads";
 }
 
 TEST_F(AuthTest, OwnershipSurvivesRestart) {
