@@ -2,6 +2,7 @@
 // why each rule exists; keep the two in step.
 #include "server/init/seccomp_filter.h"
 
+#include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -12,13 +13,19 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace sbx::init {
 namespace {
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef __X32_SYSCALL_BIT
+#define __X32_SYSCALL_BIT 0x40000000
 #endif
 
 // open_tree_attr (Linux 6.15) is newer than libseccomp 2.5.4's syscall table;
@@ -209,15 +216,38 @@ int ExportProgram(scmp_filter_ctx ctx, std::vector<sock_filter>* program) {
   return err;
 }
 
+// Put in front of libseccomp's program (classic BPF jumps are relative, so
+// it runs unchanged after it): an x86_64 call numbered `first_unreviewed` or
+// above, below the x32 range, is refused with ENOSYS, which glibc and other
+// runtimes read as "this kernel is too old" and work around. libseccomp
+// cannot express a range of syscall numbers. x32 numbers (and -1) go on to
+// libseccomp's program, which kills x32 calls as before.
+std::vector<sock_filter> UnreviewedSyscallsPrologue(int first_unreviewed) {
+  return {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 4),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, static_cast<uint32_t>(first_unreviewed), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+  };
+}
+
 }  // namespace
 
-int SeccompFilter::Build(SeccompFilter* out) {
+int SeccompFilter::Build(SeccompFilter* out, int first_unreviewed) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return ENOMEM;
   int err = -AddRules(ctx);
-  if (err == 0) err = ExportProgram(ctx, &out->program_);
+  std::vector<sock_filter> body;
+  if (err == 0) err = ExportProgram(ctx, &body);
   seccomp_release(ctx);
-  return err;
+  if (err != 0) return err;
+  std::vector<sock_filter> program = UnreviewedSyscallsPrologue(first_unreviewed);
+  if (program.size() + body.size() > BPF_MAXINSNS) return E2BIG;
+  program.insert(program.end(), body.begin(), body.end());
+  out->program_ = std::move(program);
+  return 0;
 }
 
 int SeccompFilter::Load() const {

@@ -88,12 +88,13 @@ const SeccompFilter& Filter() {
   return *filter;
 }
 
-// Runs `body` in a forked child, under the filter if `filtered`.
-Outcome RunChild(bool filtered, const std::function<int()>& body) {
+// Runs `body` in a forked child, under `filter` if it is not null.
+Outcome RunUnder(const SeccompFilter* filter, const std::function<int()>& body) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::setsid();  // no controlling terminal for any call to touch
-    if (filtered && (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || Filter().Load() != 0)) {
+    if (filter != nullptr &&
+        (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || filter->Load() != 0)) {
       ::_exit(kLoadFailed);
     }
     ::_exit(body());
@@ -102,6 +103,9 @@ Outcome RunChild(bool filtered, const std::function<int()>& body) {
   if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return Exited(-2);
   if (WIFSIGNALED(status)) return Killed(WTERMSIG(status));
   return Exited(WEXITSTATUS(status));
+}
+Outcome RunChild(bool filtered, const std::function<int()>& body) {
+  return RunUnder(filtered ? &Filter() : nullptr, body);
 }
 Outcome RunFiltered(const std::function<int()>& body) { return RunChild(true, body); }
 Outcome RunUnfiltered(const std::function<int()>& body) { return RunChild(false, body); }
@@ -417,6 +421,48 @@ TEST(SeccompFilterTest, ShowsAsSeccompModeFilter) {
               }
               return 1;
             }),
+            Exited(0));
+}
+
+// ---- calls newer than the review ----------------------------------------------
+
+// A syscall by number, with arguments that make every call of 440-469 fail
+// harmlessly (bad descriptors, null pointers, zero sizes).
+int NumberedCall(long nr) { return ErrnoOf(::syscall(nr, -1L, 0L, 0L, 0L, 0L, 0L)); }
+
+constexpr long kFileGetattr = 468;  // Linux 6.17, the last two this kernel has
+constexpr long kFileSetattr = 469;
+
+// A kernel without these calls answers ENOSYS as well: this guards the
+// answer under the filter (not EPERM, not a kill, up to the x32 range). The
+// next test shows the rule itself at work.
+TEST(UnreviewedSyscallTest, NumbersPastTheReviewAreEnosys) {
+  for (long nr : {static_cast<long>(SeccompFilter::kFirstUnreviewedSyscall), 471L, 500L, 1023L,
+                  static_cast<long>(__X32_SYSCALL_BIT) - 1}) {
+    EXPECT_EQ(RunFiltered([nr] { return NumberedCall(nr); }), Exited(ENOSYS)) << "syscall " << nr;
+  }
+}
+
+// The rule shown at work on calls this kernel has: a filter whose review
+// ends below file_getattr and file_setattr refuses them with ENOSYS, while
+// the real filter lets them reach the kernel, as it does unfiltered.
+TEST(UnreviewedSyscallTest, RefusesCallsTheKernelHasWhenTheyArePastTheReview) {
+  const Outcome unfiltered = RunUnfiltered([] { return NumberedCall(kFileGetattr); });
+  if (unfiltered == Exited(ENOSYS)) {
+    GTEST_SKIP() << "this kernel has no file_getattr (Linux 6.17), so no call past a lowered "
+                    "review can be told apart from a missing one";
+  }
+  SeccompFilter early;
+  ASSERT_EQ(SeccompFilter::Build(&early, kFileGetattr), 0);
+  for (long nr : {kFileGetattr, kFileSetattr}) {
+    SCOPED_TRACE(nr);
+    EXPECT_NE(RunUnfiltered([nr] { return NumberedCall(nr); }), Exited(ENOSYS));
+    EXPECT_NE(RunFiltered([nr] { return NumberedCall(nr); }), Exited(ENOSYS));
+    EXPECT_EQ(RunUnder(&early, [nr] { return NumberedCall(nr); }), Exited(ENOSYS));
+  }
+  // Below the lowered review the deny-list and the kernel answer as before.
+  EXPECT_EQ(RunUnder(&early, [] { return NumberedCall(SYS_open_tree_attr); }), Exited(EPERM));
+  EXPECT_EQ(RunUnder(&early, [] { return ::syscall(SYS_getpid) == ::getpid() ? 0 : 1; }),
             Exited(0));
 }
 
