@@ -376,6 +376,12 @@ class Server {
   // or ESRCH when there is no such spare.
   int RunInSpare(pid_t expected, const std::string& msg, const char* pty_name, int err_pipe,
                  const int* stdio, pid_t* pid, int* sock);
+  // fork(), the child starting in the cgroup leaf whose directory is
+  // `leaf_dir` where the kernel allows it (CloneIntoCgroup; -1: no leaf to
+  // start in), which *in_leaf tells (if not null). The child runs `child(in_leaf)`, which
+  // must not return; the parent gets its pid, or -1 with errno.
+  template <typename Child>
+  pid_t ForkInLeaf(int leaf_dir, bool* in_leaf, Child child);
 
   int control_;
   int epoll_ = -1;
@@ -391,6 +397,33 @@ class Server {
   // leaf); -1: none (the spare, if any, is in its leaf).
   int spare_waiter_ = -1;
 };
+
+template <typename Child>
+pid_t Server::ForkInLeaf(int leaf_dir, bool* in_leaf, Child child) {
+  bool started_in_leaf = false;
+  pid_t pid = -1;
+  if (leaf_dir >= 0 && !clone_into_refused_) {
+    pid = CloneIntoCgroup(leaf_dir);
+    if (pid == 0) {
+      child(/*in_leaf=*/true);
+      ::_exit(127);
+    }
+    // Refused (an older kernel, or a host where the delegation does not
+    // hold): the child joins its leaf, as do all after it. A passing
+    // shortage is no refusal.
+    if (pid < 0 && errno != EAGAIN && errno != ENOMEM) clone_into_refused_ = true;
+    started_in_leaf = pid > 0;
+  }
+  if (in_leaf != nullptr) *in_leaf = started_in_leaf;
+  if (pid < 0) {
+    pid = ::fork();
+    if (pid == 0) {
+      child(/*in_leaf=*/false);
+      ::_exit(127);
+    }
+  }
+  return pid;
+}
 
 void Server::AnswerPrepare(int err) {
   const int conn = spare_waiter_;
@@ -452,24 +485,11 @@ void Server::PrepareSpare(int conn, const std::string& msg, int* fds, size_t nfd
   } else if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     err = errno;
   } else {
-    if (leaf_dir >= 0 && !clone_into_refused_) {
-      pid = CloneIntoCgroup(leaf_dir);
-      if (pid == 0) {
-        ::close(pair[0]);
-        RunSpare(pair[1], nullptr, 0);
-      }
-      // Refused (an older kernel, or a host where the delegation does not
-      // hold): the spare joins, as it did before, and the next ones too.
-      if (pid < 0 && errno != EAGAIN && errno != ENOMEM) clone_into_refused_ = true;
-      born_in_leaf = pid > 0;
-    }
-    if (pid < 0) {
-      pid = ::fork();
-      if (pid == 0) {
-        ::close(pair[0]);
-        RunSpare(pair[1], join_fds, njoin);
-      }
-    }
+    pid = ForkInLeaf(leaf_dir, &born_in_leaf, [&](bool in_leaf) {
+      ::close(pair[0]);
+      if (in_leaf) RunSpare(pair[1], nullptr, 0);
+      RunSpare(pair[1], join_fds, njoin);
+    });
     if (pid < 0) err = errno;
     ::close(pair[1]);
   }
@@ -624,23 +644,12 @@ void Server::StartExec(int conn, const std::string& msg, int* fds, size_t nfds) 
     start_err = RunInSpare(static_cast<pid_t>(req.spare_pid), msg, req.tty ? pty_name : nullptr,
                            err_pipe[1], fds, &pid, &spare_sock);
   } else {
-    if (req.cgroup_dir_first && !clone_into_refused_) {
-      pid = CloneIntoCgroup(fds[req.tty ? 0 : 3]);
-      if (pid == 0) {
-        ::close(err_pipe[0]);
-        ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false,
-                  /*in_leaf=*/true);
-      }
-      // Refused: this command joins, as do the ones after it (see PrepareSpare).
-      if (pid < 0 && errno != EAGAIN && errno != ENOMEM) clone_into_refused_ = true;
-    }
-    if (pid < 0) {
-      pid = ::fork();
-      if (pid == 0) {
-        ::close(err_pipe[0]);
-        ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false);
-      }
-    }
+    const int leaf_dir = req.cgroup_dir_first ? fds[req.tty ? 0 : 3] : -1;
+    pid = ForkInLeaf(leaf_dir, nullptr, [&](bool in_leaf) {
+      ::close(err_pipe[0]);
+      ExecChild(req, fds, req.tty ? pty_name : nullptr, err_pipe[1], /*filtered=*/false,
+                in_leaf);
+    });
     if (pid < 0) start_err = errno;
   }
   ::close(err_pipe[1]);
