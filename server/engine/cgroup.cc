@@ -343,7 +343,10 @@ absl::StatusOr<std::string> UsageFiles::Read(const std::string& path) {
   if (!keep_) return ReadFileToString(path);
   RETURN_IF_ERROR(Open(path));
   auto it = fds_.find(path);
-  // A read from offset 0 has the kernel make the file's text anew.
+  // A read from offset 0 has the kernel make the file's text anew. A cgroup
+  // file is a seq_file, which fills a read until its text ends: a read
+  // shorter than the buffer is the end, and needs no second read for the
+  // 0 that would say so (this runs before every exit message).
   std::string out;
   char buf[4096];
   for (;;) {
@@ -352,8 +355,8 @@ absl::StatusOr<std::string> UsageFiles::Read(const std::string& path) {
       if (errno == EINTR) continue;
       return ErrnoStatus(errno, absl::StrCat("reading ", path));
     }
-    if (n == 0) return out;
     out.append(buf, static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < sizeof(buf)) return out;
   }
 }
 

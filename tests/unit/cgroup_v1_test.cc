@@ -277,6 +277,16 @@ TEST_F(CgroupV1Test, UsageFilesKeptOpenAreReadAnew) {
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 9);
 
+  // A text longer than one read (4 KiB) is read to its end: the line
+  // wanted comes after 9,500 bytes of others.
+  std::string long_text;
+  for (int i = 0; i < 500; ++i) absl::StrAppend(&long_text, "padding_", 1000 + i, " 12345\n");
+  ASSERT_GT(long_text.size(), 8000u);
+  PutFile(memory_ + "/box/memory.oom_control", long_text + "oom_kill 6\n");
+  usage = child->GetUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->oom_kills, 6);
+
   // Garbage is still an error, not a stale value.
   PutFile(pids_ + "/box/pids.current", "many\n");
   EXPECT_EQ(child->GetUsage().status().code(), absl::StatusCode::kInternal);
