@@ -378,8 +378,9 @@ class Server {
                  const int* stdio, pid_t* pid, int* sock);
   // fork(), the child starting in the cgroup leaf whose directory is
   // `leaf_dir` where the kernel allows it (CloneIntoCgroup; -1: no leaf to
-  // start in), which *in_leaf tells (if not null). The child runs `child(in_leaf)`, which
-  // must not return; the parent gets its pid, or -1 with errno.
+  // start in), which *in_leaf tells (if not null). The child runs
+  // `child(in_leaf)`, which must not return; the parent gets its pid, or
+  // -1 with errno.
   template <typename Child>
   pid_t ForkInLeaf(int leaf_dir, bool* in_leaf, Child child);
 

@@ -278,10 +278,10 @@ TEST_F(CgroupV1Test, UsageFilesKeptOpenAreReadAnew) {
   EXPECT_EQ(usage->memory_bytes, 9);
 
   // A text longer than one read (4 KiB) is read to its end: the line
-  // wanted comes after 9,500 bytes of others.
+  // wanted comes after 9,500 bytes of others, past two full reads.
   std::string long_text;
   for (int i = 0; i < 500; ++i) absl::StrAppend(&long_text, "padding_", 1000 + i, " 12345\n");
-  ASSERT_GT(long_text.size(), 8000u);
+  ASSERT_GT(long_text.size(), 2u * 4096);
   PutFile(memory_ + "/box/memory.oom_control", long_text + "oom_kill 6\n");
   usage = child->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
