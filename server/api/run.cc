@@ -175,7 +175,11 @@ absl::Status RunJob::Run() {
   RETURN_IF_ERROR(CreateSandbox());
   absl::Cleanup destroy = [this] {
     fs_.reset();
-    absl::StatusOr<bool> destroyed = manager_.DestroySandbox(tenant_, id_);
+    // Killed, not waited for: the answer does not wait for the kernel to
+    // tear the processes down (most of a millisecond), which sbxd's
+    // teardown thread waits for before the cgroup and files go.
+    absl::StatusOr<bool> destroyed =
+        manager_.DestroySandbox(tenant_, id_, manager::Manager::DestroyWait::kKilled);
     if (destroyed.ok() && *destroyed) Metrics::Global().SandboxDestroyed();
     if (!destroyed.ok()) {
       Log().error("sandbox {}: destroying after its run: {}", id_, destroyed.status().ToString());

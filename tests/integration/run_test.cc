@@ -325,6 +325,43 @@ TEST_F(RunTest, OutputLimitOfACaseThatEndsAtOnceIsItsVerdict) {
   }
 }
 
+// A Run answers once its sandbox's init is killed; the kernel's teardown of
+// its processes, the background ones a case left too, and sbxd's removal of
+// its cgroups, files and mounts come right after.
+TEST_F(RunTest, WhatACaseLeftRunningIsGoneSoonAfter) {
+  v1::RunRequest request;
+  for (const char* arg : {"sh", "-c",
+                          "sleep 4242 >/dev/null 2>&1 & sleep 4242 >/dev/null 2>&1 & "
+                          "echo left"}) {
+    request.add_run_argv(arg);
+  }
+  request.add_cases();
+  v1::RunResponse response;
+  grpc::Status s = Run(request, &response);  // no sandbox listed, no cgroup left
+  ASSERT_TRUE(s.ok()) << StatusText(s);
+  ASSERT_EQ(response.cases_size(), 1);
+  EXPECT_EQ(response.cases(0).stdout(), "left\n") << Describe(response.cases(0));
+  const std::string id = response.sandbox_id();
+  ASSERT_FALSE(id.empty());
+  auto sleepers = [] {
+    std::vector<pid_t> found;
+    for (pid_t p : AllPids()) {
+      std::optional<std::string> cmdline = ReadFile("/proc/" + std::to_string(p) + "/cmdline");
+      if (cmdline && *cmdline == std::string("sleep\0" "4242\0", 11)) found.push_back(p);
+    }
+    return found;
+  };
+  EXPECT_TRUE(WaitFor([&] { return sleepers().empty(); }, seconds(5)))
+      << sleepers().size() << " background processes of the run outlived it";
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return !PathExists(daemon().state_dir() + "/sandboxes/" + id) &&
+               MountinfoLinesContaining(id).empty();
+      },
+      seconds(5)))
+      << "the run's sandbox " << id << " left files or mounts";
+}
+
 TEST_F(RunTest, BadRequestsCreateNothing) {
   v1::RunResponse response;
   v1::RunRequest no_argv;
