@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "bench/daemon.h"
 #include "bench/host.h"
 #include "bench/scenarios.h"
@@ -103,6 +104,11 @@ std::string Meta(const Options& o, const Context& ctx, const std::string& load_b
 }
 
 int Main(int argc, char** argv) {
+  // The client side of every gRPC row: without this, Debian's abseil (built
+  // without NDEBUG) records the order of each absl::Mutex lock, gRPC's own
+  // included, in a process-wide graph, a cost no release build of a client
+  // has. sbxd and the sbx CLI turn it off the same way.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   Options o;
   // --quick sets the defaults; explicit options given with it still win.
   for (int i = 1; i < argc; ++i) {
