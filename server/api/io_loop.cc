@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<IoLoop>> IoLoop::Start() {
     return ErrnoStatus(errno, "watching the exec loop's eventfd");
   }
   loop->thread_ = std::thread([l = loop.get()] { l->Run(); });
+  pthread_setname_np(loop->thread_.native_handle(), "sbxd-io");
   return loop;
 }
 

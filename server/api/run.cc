@@ -1,5 +1,7 @@
 #include "server/api/run.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -349,11 +351,14 @@ bool OutputMatches(const std::string& actual, const std::string& expected,
 
 // ---- the pool -----------------------------------------------------------------
 
-RunPool::RunPool(int threads, size_t max_queued, std::string what)
+RunPool::RunPool(int threads, size_t max_queued, std::string what, const std::string& thread_name)
     : max_queued_(max_queued), what_(std::move(what)) {
   threads = std::max(threads, 1);
   workers_.reserve(static_cast<size_t>(threads));
-  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
+  for (int i = 0; i < threads; ++i) {
+    workers_.emplace_back([this] { Work(); });
+    pthread_setname_np(workers_.back().native_handle(), thread_name.substr(0, 15).c_str());
+  }
 }
 
 RunPool::~RunPool() {

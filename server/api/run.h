@@ -34,7 +34,9 @@ class RunPool {
 
   // `threads` workers (at least 1); at most `max_queued` jobs wait. `what`
   // names the jobs in errors ("runs": "too many runs waiting").
-  RunPool(int threads, size_t max_queued, std::string what = "runs");
+  // `thread_name` names the workers (15 characters at most are kept).
+  RunPool(int threads, size_t max_queued, std::string what = "runs",
+          const std::string& thread_name = "sbxd-run");
   // Runs the jobs already queued, then joins the workers.
   ~RunPool();
   RunPool(const RunPool&) = delete;

@@ -25,7 +25,7 @@ class SandboxService : public v1::SandboxService::CallbackService {
         loop_(loop),
         auth_(auth),
         runs_(RunPool::DefaultThreads(), kMaxQueuedRuns),
-        starts_(kStartThreads, kMaxQueuedStarts, "exec starts") {}
+        starts_(kStartThreads, kMaxQueuedStarts, "exec starts", "sbxd-start") {}
 
   grpc::ServerUnaryReactor* CreateSandbox(grpc::CallbackServerContext* context,
                                           const v1::CreateSandboxRequest* request,

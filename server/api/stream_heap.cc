@@ -1,6 +1,7 @@
 #include "server/api/stream_heap.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
@@ -61,7 +62,9 @@ void TuneHeapForStreams() {
   // threshold would otherwise rise with them), on the heaps kept below.
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
-  std::thread(TrimWhenIdle, std::ref(TheTrimmer())).detach();
+  std::thread trimmer(TrimWhenIdle, std::ref(TheTrimmer()));
+  pthread_setname_np(trimmer.native_handle(), "sbxd-trim");
+  trimmer.detach();
 }
 
 StreamHeapUse::StreamHeapUse() {

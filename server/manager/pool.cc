@@ -43,6 +43,7 @@ bool Exited(const engine::SandboxProcess& process) {
 void Manager::StartPool() {
   if (options_.pool_size <= 0) return;
   pool_filler_ = std::thread([this] { PoolLoop(); });
+  pthread_setname_np(pool_filler_.native_handle(), "sbxd-pool");
 }
 
 void Manager::StopPool() {

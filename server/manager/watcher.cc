@@ -35,6 +35,7 @@ absl::Status Manager::StartWatcher() {
     return ErrnoStatus(errno, "watching the eventfd");
   }
   watcher_ = std::thread([this] { WatchLoop(); });
+  pthread_setname_np(watcher_.native_handle(), "sbxd-watch");
   return absl::OkStatus();
 }
 

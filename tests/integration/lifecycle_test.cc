@@ -415,6 +415,28 @@ namespace {
 // code here): SERVING, and sbxd still answers afterwards. The default health
 // service receives a raw ByteBuffer, which the access-log interceptor once
 // took for a protobuf message and crashed on.
+// Each of sbxd's own threads says what it does (top -H, perf, gdb): only the
+// main thread carries the bare process name.
+TEST_F(LifecycleTest, EveryThreadOfTheDaemonIsNamed) {
+  ScopedSandbox sb(daemon());  // the exec and teardown machinery has started
+  ASSERT_TRUE(sb.status().ok()) << StatusText(sb.status());
+  const std::string task_dir = "/proc/" + std::to_string(daemon().pid()) + "/task";
+  std::vector<std::string> names, bare;
+  for (const std::string& tid : ListSubdirs(task_dir)) {
+    std::optional<std::string> comm = ReadFile(task_dir + "/" + tid + "/comm");
+    if (!comm) continue;  // ended meanwhile
+    const std::string name = comm->substr(0, comm->find('\n'));
+    names.push_back(name);
+    if (name == "sbxd" && tid != std::to_string(daemon().pid())) bare.push_back(tid);
+  }
+  // (The test daemons have no pool, so no sbxd-pool thread.)
+  for (const char* want : {"sbxd-io", "sbxd-start", "sbxd-run", "sbxd-worker", "sbxd-teardown",
+                           "sbxd-watch", "sbxd-trim"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), want), names.end()) << "no thread " << want;
+  }
+  EXPECT_TRUE(bare.empty()) << bare.size() << " threads of sbxd have no name of their own";
+}
+
 TEST_F(LifecycleTest, HealthCheckAnswersServing) {
   auto channel = grpc::CreateChannel(daemon().address(), grpc::InsecureChannelCredentials());
   grpc::GenericStub generic(channel);
