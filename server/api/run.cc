@@ -177,11 +177,7 @@ absl::Status RunJob::Run() {
   RETURN_IF_ERROR(CreateSandbox());
   absl::Cleanup destroy = [this] {
     fs_.reset();
-    // Killed, not waited for: the answer does not wait for the kernel to
-    // tear the processes down (most of a millisecond), which sbxd's
-    // teardown thread waits for before the cgroup and files go.
-    absl::StatusOr<bool> destroyed =
-        manager_.DestroySandbox(tenant_, id_, manager::Manager::DestroyWait::kKilled);
+    absl::StatusOr<bool> destroyed = manager_.DestroySandbox(tenant_, id_);
     if (destroyed.ok() && *destroyed) Metrics::Global().SandboxDestroyed();
     if (!destroyed.ok()) {
       Log().error("sandbox {}: destroying after its run: {}", id_, destroyed.status().ToString());

@@ -342,34 +342,23 @@ absl::Status Manager::TearDown(Record& record) {
 }
 
 absl::Status Manager::StopProcesses(Record& record, UniqueFd* mount_ns) {
-  engine::SandboxProcess init;
-  RETURN_IF_ERROR(KillProcesses(record, mount_ns, &init));
-  return WaitForInit(init);
-}
-
-absl::Status Manager::KillProcesses(Record& record, UniqueFd* mount_ns,
-                                    engine::SandboxProcess* init) {
+  StatusCollector errors;
   Unwatch(record);
-  if (!record.process.pidfd.valid()) return absl::OkStatus();
-  if (mount_ns != nullptr) *mount_ns = engine::HoldMountNamespace(record.process);
-  absl::Status killed = engine::KillSandboxProcess(record.process);
-  // NOT_FOUND: it died on its own in the meantime, which is what we want.
-  if (!killed.ok() && !absl::IsNotFound(killed)) {
-    return Annotate(killed, "stopping its processes: killing its init");
+  if (record.process.pidfd.valid()) {
+    if (mount_ns != nullptr) *mount_ns = engine::HoldMountNamespace(record.process);
+    absl::Status killed = engine::KillSandboxProcess(record.process);
+    // NOT_FOUND: it died on its own in the meantime, which is what we want.
+    if (!absl::IsNotFound(killed)) errors.Add(Annotate(killed, "killing its init"));
+    // When the init of a pid namespace has exited, the kernel has killed and
+    // reaped every other process in it: waiting on its pidfd is the exact
+    // moment the sandbox is empty, where polling the cgroup would oversleep.
+    errors.Add(Annotate(
+        engine::WaitSandboxProcessExit(record.process, options_.kill_timeout_ms),
+        "waiting for its init to exit"));
+    engine::ReapSandboxProcess(record.process);  // if it is our child
+    record.process = engine::SandboxProcess();
   }
-  *init = std::move(record.process);
-  record.process = engine::SandboxProcess();
-  return absl::OkStatus();
-}
-
-absl::Status Manager::WaitForInit(engine::SandboxProcess& init) {
-  if (!init.pidfd.valid()) return absl::OkStatus();
-  // When the init of a pid namespace has exited, the kernel has killed and
-  // reaped every other process in it: waiting on its pidfd is the exact
-  // moment the sandbox is empty, where polling the cgroup would oversleep.
-  absl::Status exited = engine::WaitSandboxProcessExit(init, options_.kill_timeout_ms);
-  engine::ReapSandboxProcess(init);  // if it is our child
-  return Annotate(exited, "stopping its processes: waiting for its init to exit");
+  return errors.Get("stopping its processes");
 }
 
 absl::Status Manager::RemoveCgroup(engine::Cgroup& cgroup) {
@@ -380,8 +369,7 @@ absl::Status Manager::RemoveCgroup(engine::Cgroup& cgroup) {
 
 // ---- destroy ------------------------------------------------------------------
 
-absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const std::string& id,
-                                              DestroyWait wait) {
+absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const std::string& id) {
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
@@ -417,11 +405,9 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
   absl::Status status;
   std::unique_ptr<engine::Cgroup> cgroup;
   UniqueFd mount_ns;
-  engine::SandboxProcess dying_init;  // kKilled: waited for by the teardown
   {
     absl::MutexLock op_lock(&record->op_mu);
-    status = wait == DestroyWait::kUntilGone ? StopProcesses(*record, &mount_ns)
-                                             : KillProcesses(*record, &mount_ns, &dying_init);
+    status = StopProcesses(*record, &mount_ns);
     if (status.ok()) {
       record->spare_leaf.reset();
       record->spare_pid = 0;
@@ -435,15 +421,11 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
     Log().info("sandbox {}: destroyed", id);
     teardown_.Post([this, id, dir = record->dir, slot = record->slot,
                     cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup)),
-                    mount_ns = std::make_shared<UniqueFd>(std::move(mount_ns)),
-                    init = std::make_shared<engine::SandboxProcess>(std::move(dying_init))] {
-      StatusCollector errors;
-      // A killed init still dying; its cgroup's removal below kills whatever
-      // a failed wait leaves.
-      errors.Add(WaitForInit(*init));
+                    mount_ns = std::make_shared<UniqueFd>(std::move(mount_ns))] {
       // The sandbox's mounts go first, then its files: once the cgroups are
       // gone, nothing of it is left.
       mount_ns->reset();
+      StatusCollector errors;
       errors.Add(RemoveTree(dir));
       if (cgroup) errors.Add(RemoveCgroup(*cgroup));
       absl::Status removed = errors.Get("removing what it left");

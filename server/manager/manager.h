@@ -74,22 +74,10 @@ class Manager {
   // behind.
   absl::StatusOr<SandboxInfo> CreateSandbox(const CreateParams& params);
 
-  // How long DestroySandbox waits.
-  enum class DestroyWait {
-    // Until the init, and with it every process of the sandbox, is gone.
-    kUntilGone,
-    // Until the init has been sent SIGKILL: its exit is waited for in the
-    // background, before the cgroup and directory go. The sandbox leaves the
-    // registry (and its tenant's quota) at once; its uid range stays taken
-    // until everything is gone. For Run, whose caller never sees the sandbox.
-    kKilled,
-  };
-
   // Kills every process and removes the cgroup and the directory. Returns
   // whether the sandbox existed. On a failed step the sandbox stays, as DEAD,
   // so that Destroy can be retried.
-  absl::StatusOr<bool> DestroySandbox(const std::string& tenant, const std::string& id,
-                                      DestroyWait wait = DestroyWait::kUntilGone);
+  absl::StatusOr<bool> DestroySandbox(const std::string& tenant, const std::string& id);
 
   // NOT_FOUND for an unknown id.
   absl::StatusOr<SandboxInfo> GetSandbox(const std::string& tenant, const std::string& id);
@@ -160,11 +148,6 @@ class Manager {
   // mount namespace is kept there, so that its teardown waits until the
   // caller closes it (engine::HoldMountNamespace). REQUIRES: record.op_mu held.
   absl::Status StopProcesses(Record& record, UniqueFd* mount_ns = nullptr);
-  // StopProcesses without the wait: the init, killed, moves to *init, for
-  // the caller to wait for (WaitForInit). REQUIRES: record.op_mu held.
-  absl::Status KillProcesses(Record& record, UniqueFd* mount_ns, engine::SandboxProcess* init);
-  // The wait and reap of StopProcesses, for an init killed already.
-  absl::Status WaitForInit(engine::SandboxProcess& init);
   // Kills what is left in a sandbox's cgroup and removes it.
   absl::Status RemoveCgroup(engine::Cgroup& cgroup);
 
