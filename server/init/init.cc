@@ -488,8 +488,7 @@ void Server::PrepareSpare(int conn, const std::string& msg, int* fds, size_t nfd
   } else {
     pid = ForkInLeaf(leaf_dir, &born_in_leaf, [&](bool in_leaf) {
       ::close(pair[0]);
-      if (in_leaf) RunSpare(pair[1], nullptr, 0);
-      RunSpare(pair[1], join_fds, njoin);
+      RunSpare(pair[1], in_leaf ? nullptr : join_fds, in_leaf ? 0 : njoin);
     });
     if (pid < 0) err = errno;
     ::close(pair[1]);
