@@ -122,8 +122,8 @@ void ForwardStdin(ExecCall& call, char* buffer, LoopState& state) {
 
 void PumpUntilFinished(ExecCall& call, const ExecArgs& args, int signal_fd,
                        const StreamEvents& events, LoopState& state) {
-  // Not zeroed: a command without input never touches (or faults in) its
-  // pages, which zeroing them took a tenth of a millisecond to.
+  // Not zeroed: a command without input never touches its pages, whose
+  // zeroing and faulting-in took about 0.1 ms of every `sbx exec`.
   const std::unique_ptr<char[]> buffer =
       std::make_unique_for_overwrite<char[]>(ExecCall::kStdinChunkBytes);
   while (!events.finished.load()) {

@@ -411,10 +411,6 @@ TEST_F(BadRequestTest, RunNeedsACommandAndFileRpcsNeedASandbox) {
 namespace sbx::it {
 namespace {
 
-// grpc.health.v1.Health/Check through a generic stub (no generated health
-// code here): SERVING, and sbxd still answers afterwards. The default health
-// service receives a raw ByteBuffer, which the access-log interceptor once
-// took for a protobuf message and crashed on.
 // Each of sbxd's own threads says what it does (top -H, perf, gdb): only the
 // main thread carries the bare process name.
 TEST_F(LifecycleTest, EveryThreadOfTheDaemonIsNamed) {
@@ -437,6 +433,10 @@ TEST_F(LifecycleTest, EveryThreadOfTheDaemonIsNamed) {
   EXPECT_TRUE(bare.empty()) << bare.size() << " threads of sbxd have no name of their own";
 }
 
+// grpc.health.v1.Health/Check through a generic stub (no generated health
+// code here): SERVING, and sbxd still answers afterwards. The default health
+// service receives a raw ByteBuffer, which the access-log interceptor once
+// took for a protobuf message and crashed on.
 TEST_F(LifecycleTest, HealthCheckAnswersServing) {
   auto channel = grpc::CreateChannel(daemon().address(), grpc::InsecureChannelCredentials());
   grpc::GenericStub generic(channel);
