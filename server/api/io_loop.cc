@@ -11,6 +11,7 @@
 
 #include "server/api/log.h"
 #include "server/common/status.h"
+#include "server/common/thread_name.h"
 
 namespace sbx::api {
 namespace {
@@ -33,7 +34,7 @@ absl::StatusOr<std::unique_ptr<IoLoop>> IoLoop::Start() {
     return ErrnoStatus(errno, "watching the exec loop's eventfd");
   }
   loop->thread_ = std::thread([l = loop.get()] { l->Run(); });
-  pthread_setname_np(loop->thread_.native_handle(), "sbxd-io");
+  NameThread(loop->thread_, "sbxd-io");
   return loop;
 }
 

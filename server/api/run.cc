@@ -1,7 +1,5 @@
 #include "server/api/run.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -17,6 +15,7 @@
 #include "server/api/run_exec.h"
 #include "server/api/status.h"
 #include "server/common/status.h"
+#include "server/common/thread_name.h"
 #include "server/engine/files.h"
 #include "server/engine/sandbox.h"
 #include "server/manager/validation.h"
@@ -353,7 +352,7 @@ RunPool::RunPool(int threads, size_t max_queued, std::string what, const std::st
   workers_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) {
     workers_.emplace_back([this] { Work(); });
-    pthread_setname_np(workers_.back().native_handle(), thread_name.substr(0, 15).c_str());
+    NameThread(workers_.back(), thread_name);
   }
 }
 

@@ -1,13 +1,14 @@
 #include "server/api/stream_heap.h"
 
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+
+#include "server/common/thread_name.h"
 
 namespace sbx::api {
 namespace {
@@ -63,7 +64,7 @@ void TuneHeapForStreams() {
   ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 16 << 20);
   std::thread trimmer(TrimWhenIdle, std::ref(TheTrimmer()));
-  pthread_setname_np(trimmer.native_handle(), "sbxd-trim");
+  NameThread(trimmer, "sbxd-trim");
   trimmer.detach();
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
+#include "server/common/thread_name.h"
 #include "server/manager/log.h"
 #include "server/manager/manager.h"
 #include "server/manager/record.h"
@@ -43,7 +44,7 @@ bool Exited(const engine::SandboxProcess& process) {
 void Manager::StartPool() {
   if (options_.pool_size <= 0) return;
   pool_filler_ = std::thread([this] { PoolLoop(); });
-  pthread_setname_np(pool_filler_.native_handle(), "sbxd-pool");
+  NameThread(pool_filler_, "sbxd-pool");
 }
 
 void Manager::StopPool() {

@@ -5,12 +5,14 @@
 
 #include <utility>
 
+#include "server/common/thread_name.h"
+
 namespace sbx::manager {
 
 void TaskQueue::Start() {
   for (int i = 0; i < thread_count_; ++i) {
     threads_.emplace_back([this] { Loop(); });
-    pthread_setname_np(threads_.back().native_handle(), name_.substr(0, 15).c_str());
+    NameThread(threads_.back(), name_);
   }
 }
 

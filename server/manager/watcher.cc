@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
+#include "server/common/thread_name.h"
 #include "server/manager/log.h"
 #include "server/manager/manager.h"
 #include "server/manager/record.h"
@@ -35,7 +36,7 @@ absl::Status Manager::StartWatcher() {
     return ErrnoStatus(errno, "watching the eventfd");
   }
   watcher_ = std::thread([this] { WatchLoop(); });
-  pthread_setname_np(watcher_.native_handle(), "sbxd-watch");
+  NameThread(watcher_, "sbxd-watch");
   return absl::OkStatus();
 }
 

@@ -328,7 +328,7 @@ TEST_F(RunTest, OutputLimitOfACaseThatEndsAtOnceIsItsVerdict) {
 // A Run answers once every process of its sandbox is gone, the background
 // ones a case left too; sbxd's removal of its cgroups, files and mounts
 // comes right after.
-TEST_F(RunTest, WhatACaseLeftRunningIsGoneSoonAfter) {
+TEST_F(RunTest, WhatACaseLeftRunningIsGoneByTheAnswer) {
   v1::RunRequest request;
   for (const char* arg : {"sh", "-c",
                           "sleep 4242 >/dev/null 2>&1 & sleep 4242 >/dev/null 2>&1 & "
