@@ -167,7 +167,7 @@ std::string Manager::SandboxDir(const std::string& id) const {
   return absl::StrCat(sandboxes_dir_, "/", id);
 }
 
-PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& limits) {
+absl::Status Manager::SaveState(Record& record, const engine::Limits& limits, bool pooled) {
   PersistedSandbox p;
   p.id = record.id;
   p.slot = record.slot;
@@ -178,8 +178,15 @@ PersistedSandbox Manager::Persisted(const Record& record, const engine::Limits& 
   p.tenant = record.tenant;
   p.created_at = record.created_at;
   p.expires_at = record.expires_at;
-  p.pooled = record.pooled;
-  return p;
+  p.pooled = pooled;
+  p.pid = record.process.pid;
+  p.start_time = record.process.start_time;
+  // One more than the last write that succeeded: a failed one is retried
+  // in the same slot, never over the only valid one.
+  p.seq = record.state_seq + 1;
+  RETURN_IF_ERROR(WriteStateFile(record.dir, p));
+  record.state_seq = p.seq;
+  return absl::OkStatus();
 }
 
 // ---- create -----------------------------------------------------------------
@@ -292,10 +299,8 @@ absl::Status Manager::Build(Record& record) {
   if (!process.ok()) return Annotate(process.status(), "starting its init");
   record.process = std::move(*process);
 
-  PersistedSandbox state = Persisted(record, record.limits);
-  state.pid = record.process.pid;
-  state.start_time = record.process.start_time;
-  RETURN_IF_ERROR(Annotate(WriteStateFile(record.dir, state), "saving its state"));
+  RETURN_IF_ERROR(
+      Annotate(SaveState(record, record.limits, record.pooled), "saving its state"));
 
   // A pooled sandbox is handed out with its spare ready; the others get
   // theirs in the background, off the caller's path.
@@ -606,10 +611,7 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& tenant, const 
     if (absl::Status s = record->cgroup->SetLimits(limits); !s.ok()) {
       return Annotate(s, absl::StrCat("setting limits of sandbox ", id));
     }
-    PersistedSandbox state = Persisted(*record, merged);
-    state.pid = record->process.pid;
-    state.start_time = record->process.start_time;
-    if (absl::Status s = WriteStateFile(record->dir, state); !s.ok()) {
+    if (absl::Status s = SaveState(*record, merged, /*pooled=*/false); !s.ok()) {
       // The kernel has the new limits; a restart would bring back the old
       // ones in the record but not in the cgroup. Report it.
       Log().error("sandbox {}: saving new limits: {}", id, s.ToString());

@@ -164,7 +164,9 @@ class Manager {
                                 const Record* replacing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FAILED_PRECONDITION unless the sandbox is RUNNING.
   absl::Status RequireRunningLocked(const Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static PersistedSandbox Persisted(const Record& record, const engine::Limits& limits);
+  // Writes the record's state file (state_file.h) with `limits` as its
+  // limits, marked pooled or not. REQUIRES: record.op_mu held.
+  absl::Status SaveState(Record& record, const engine::Limits& limits, bool pooled);
 
   // Warm pool (pool.cc).
   void StartPool();

@@ -184,11 +184,7 @@ absl::StatusOr<SandboxInfo> Manager::HandOut(const std::shared_ptr<Record>& reco
       status = absl::UnavailableError("its init has exited");
     }
     if (status.ok()) {
-      PersistedSandbox state = Persisted(*record, limits);
-      state.pooled = false;
-      state.pid = record->process.pid;
-      state.start_time = record->process.start_time;
-      status = Annotate(WriteStateFile(record->dir, state), "saving its state");
+      status = Annotate(SaveState(*record, limits, /*pooled=*/false), "saving its state");
     }
     if (status.ok()) {
       absl::MutexLock lock(&mu_);

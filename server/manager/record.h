@@ -68,6 +68,8 @@ struct Manager::Record {
   // next command; null when there is none. See engine::PrepareSpare.
   std::unique_ptr<engine::Cgroup> spare_leaf ABSL_GUARDED_BY(op_mu);
   pid_t spare_pid ABSL_GUARDED_BY(op_mu) = 0;  // inside the sandbox
+  // The number of the last write of its state file (see state_file.h).
+  uint64_t state_seq ABSL_GUARDED_BY(op_mu) = 0;
 };
 
 // Removes a directory tree; a missing one is not an error.

@@ -134,6 +134,7 @@ void Manager::RecoverDir(const std::string& name) {
   absl::MutexLock op_lock(&record->op_mu);
   record->cgroup = std::move(*cgroup);
   record->process = std::move(*process);
+  record->state_seq = state->seq;
   AdoptSpareLocked(*record);
   absl::MutexLock lock(&mu_);
   if (absl::Status s = WatchLocked(*record); !s.ok()) {

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
 
 namespace sbx::manager {
 namespace {
@@ -62,19 +65,161 @@ TEST(StateFileTest, RejectsCorruptFiles) {
   EXPECT_FALSE(ParseState(text).ok());
 }
 
-TEST(StateFileTest, WritesAndReadsAFile) {
-  char tmpl[] = "/tmp/sbx_state_test.XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
-  ASSERT_TRUE(WriteStateFile(dir, Sample()).ok());
-  auto st = std::filesystem::status(dir + "/state.json");
-  EXPECT_EQ(st.permissions() & std::filesystem::perms::all,
-            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-  absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir);
+// A scratch directory, removed with what is in it.
+class StateDir {
+ public:
+  StateDir() {
+    char tmpl[] = "/tmp/sbx_state_test.XXXXXX";
+    if (mkdtemp(tmpl) != nullptr) path_ = tmpl;
+  }
+  ~StateDir() {
+    if (!path_.empty()) std::filesystem::remove_all(path_);
+  }
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteAll(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+PersistedSandbox Numbered(uint64_t seq, int64_t pids) {
+  PersistedSandbox s = Sample();
+  s.seq = seq;
+  s.limits.pids = pids;
+  return s;
+}
+
+TEST(StateFileTest, TheFirstWriteMakesBothSlotsOwnerOnly) {
+  StateDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(1, 10)).ok());
+  for (const char* name : {"state.0", "state.1"}) {
+    auto st = std::filesystem::status(dir.File(name));
+    ASSERT_TRUE(std::filesystem::exists(st)) << name;
+    EXPECT_EQ(st.permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)
+        << name;
+  }
+  EXPECT_EQ(std::filesystem::file_size(dir.File("state.0")), 0u);
+  // Whole pages, so that a rewrite never reads the old ones back first.
+  const uintmax_t size = std::filesystem::file_size(dir.File("state.1"));
+  EXPECT_GT(size, 0u);
+  EXPECT_EQ(size % 4096, 0u) << size;
+  absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir.path());
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->id, Sample().id);
-  EXPECT_FALSE(ReadStateFile(dir + "/missing").ok());
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(out->seq, 1u);
+  EXPECT_EQ(*out->limits.pids, 10);
+  EXPECT_EQ(ReadStateFile(dir.File("missing")).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(WriteStateFile(dir.path(), Numbered(0, 10)).code(), absl::StatusCode::kInternal);
+}
+
+TEST(StateFileTest, WritesTakeTurnsAndTheLatestIsRead) {
+  StateDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(seq, 100 + seq)).ok()) << seq;
+    absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir.path());
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->seq, seq);
+    EXPECT_EQ(*out->limits.pids, static_cast<int64_t>(100 + seq));
+  }
+  // Slot 1 holds write 5; slot 0 still holds write 4.
+  EXPECT_NE(ReadAll(dir.File("state.1")).find("\"seq\": 5"), std::string::npos);
+  EXPECT_NE(ReadAll(dir.File("state.0")).find("\"seq\": 4"), std::string::npos);
+}
+
+TEST(StateFileTest, AShorterRewriteOverALongerOneIsReadWhole) {
+  StateDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  PersistedSandbox big = Numbered(1, 1);
+  big.env["BIG"] = std::string(20000, 'x');  // several pages
+  ASSERT_TRUE(WriteStateFile(dir.path(), big).ok());
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(2, 2)).ok());
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(3, 3)).ok());  // over `big`'s pages
+  absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir.path());
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->seq, 3u);
+  EXPECT_EQ(out->env, Sample().env);
+}
+
+TEST(StateFileTest, ATornWriteLeavesThePreviousState) {
+  StateDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(1, 11)).ok());
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(2, 22)).ok());
+  const std::string whole = ReadAll(dir.File("state.0"));
+  // Cut short, or a value in the JSON changed: either way slot 0 (write 2)
+  // is not valid, and write 1 is read.
+  for (const std::string& torn :
+       {whole.substr(0, whole.find("\"seq\"")),
+        std::string(whole).replace(whole.find("\"pids\": 22"), 11, "\"pids\": 99")}) {
+    WriteAll(dir.File("state.0"), torn);
+    absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir.path());
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->seq, 1u);
+    EXPECT_EQ(*out->limits.pids, 11);
+  }
+  // The retry of write 2 goes to the same slot, and is read again.
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(2, 23)).ok());
+  absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir.path());
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(*out->limits.pids, 23);
+}
+
+TEST(StateFileTest, NoValidSlotIsAnError) {
+  StateDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ASSERT_TRUE(WriteStateFile(dir.path(), Numbered(1, 1)).ok());
+  // A valid legacy file does not stand in for slots that are there but bad.
+  WriteAll(dir.File("state.json"), SerializeState(Sample()));
+  const std::string slot = ReadAll(dir.File("state.1"));
+  for (const std::string& bad :
+       {std::string("\x00\xff{not a slot", 13), std::string("sbx-state 10 zz\n{}"),
+        std::string("sbx-state 999999 0000000000000000\n{}"), slot.substr(0, 40)}) {
+    WriteAll(dir.File("state.1"), bad);
+    EXPECT_EQ(ReadStateFile(dir.path()).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  // A whole slot in the wrong file (write 1 belongs in state.1).
+  WriteAll(dir.File("state.0"), slot);
+  WriteAll(dir.File("state.1"), "");
+  EXPECT_EQ(ReadStateFile(dir.path()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(StateFileTest, ALegacyFileIsReadWhenThereAreNoSlots) {
+  StateDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  PersistedSandbox legacy = Sample();
+  WriteAll(dir.File("state.json.prev"), SerializeState(legacy));
+  absl::StatusOr<PersistedSandbox> out = ReadStateFile(dir.path());
+  ASSERT_TRUE(out.ok()) << out.status();  // stopped between a rewrite's renames
+  EXPECT_EQ(out->seq, 0u);
+  legacy.image = "newer";
+  WriteAll(dir.File("state.json"), SerializeState(legacy));
+  out = ReadStateFile(dir.path());
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->image, "newer");
+  WriteAll(dir.File("state.json"), "{");
+  EXPECT_EQ(ReadStateFile(dir.path()).status().code(), absl::StatusCode::kInvalidArgument);
+  // The first write after an upgrade makes the slots, which are read from
+  // then on.
+  legacy.seq = 1;
+  legacy.image = "slots";
+  ASSERT_TRUE(WriteStateFile(dir.path(), legacy).ok());
+  out = ReadStateFile(dir.path());
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->image, "slots");
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // sbxd starts over state files that are truncated or garbage: it starts,
 // cleans those sandboxes up (processes, cgroup, directory) and keeps the
-// good ones.
+// good ones. A state file is two slots (server/manager/state_file.h): when
+// only the latest is bad, as a write cut short leaves it, the sandbox comes
+// back as it was before that write.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -30,14 +32,18 @@ TEST_F(CorruptStateTest, BadStateFilesAreCleanedUpAndGoodOnesKept) {
   ASSERT_TRUE(Sh(stub(), good.id(), "echo kept > /work/mark").Ok());
   daemon_.Kill9();
 
-  auto state_path = [&](const v1::Sandbox& sb) {
-    return daemon_.state_dir() + "/sandboxes/" + sb.id() + "/state.json";
-  };
-  auto whole = ReadFile(state_path(truncated));
-  ASSERT_TRUE(whole.has_value());
-  ASSERT_TRUE(WriteWhole(state_path(truncated), whole->substr(0, whole->size() / 2)));
-  ASSERT_TRUE(WriteWhole(state_path(garbage), std::string("\x00\xff{not json", 11)));
-  ASSERT_TRUE(WriteWhole(state_path(empty), ""));
+  // Both slots of each: cut short inside the JSON (a slot is padded with
+  // spaces, which may go), garbage, or empty.
+  for (const char* slot : {"/state.0", "/state.1"}) {
+    auto state_path = [&](const v1::Sandbox& sb) {
+      return daemon_.state_dir() + "/sandboxes/" + sb.id() + slot;
+    };
+    auto whole = ReadFile(state_path(truncated));
+    ASSERT_TRUE(whole.has_value()) << slot;
+    ASSERT_TRUE(WriteWhole(state_path(truncated), whole->substr(0, whole->find("\"slot\""))));
+    ASSERT_TRUE(WriteWhole(state_path(garbage), std::string("\x00\xff{not json", 11)));
+    ASSERT_TRUE(WriteWhole(state_path(empty), ""));
+  }
   std::map<std::string, uint64_t> starts;
   for (const auto* sb : {&truncated, &garbage, &empty, &good}) {
     starts[sb->id()] = ProcStartTime(sb->init_pid());
@@ -62,6 +68,49 @@ TEST_F(CorruptStateTest, BadStateFilesAreCleanedUpAndGoodOnesKept) {
   EXPECT_EQ(r.out, "kept\n");
 
   ASSERT_TRUE(Destroy(stub(), good.id()).ok());
+  ExpectNothingLeft();
+}
+
+TEST_F(CorruptStateTest, ACutShortWriteLeavesTheStateBeforeIt) {
+  v1::Sandbox sb;
+  ASSERT_TRUE(Create(stub(), v1::CreateSandboxRequest(), &sb).ok());
+  const int64_t pids_before = sb.limits().pids();
+  v1::Limits raised;
+  raised.set_pids(pids_before + 7);
+  v1::Sandbox after;
+  ASSERT_TRUE(SetLimits(stub(), sb.id(), raised, &after).ok());
+  ASSERT_EQ(after.limits().pids(), pids_before + 7);
+  daemon_.Kill9();
+
+  // The write of the new limits went to the slot that did not hold the
+  // latest state; cut it where a write of more than a page can stop.
+  const std::string dir = daemon_.state_dir() + "/sandboxes/" + sb.id();
+  std::string latest;
+  for (const char* slot : {"/state.0", "/state.1"}) {
+    auto text = ReadFile(dir + slot);
+    ASSERT_TRUE(text.has_value()) << slot;
+    if (text->find("\"pids\": " + std::to_string(pids_before + 7)) != std::string::npos) {
+      latest = dir + slot;
+      ASSERT_TRUE(WriteWhole(latest, text->substr(0, text->find("\"pids\""))));
+    }
+  }
+  ASSERT_FALSE(latest.empty()) << "no slot holds the new limits";
+
+  ASSERT_TRUE(daemon_.Restart()) << daemon_.LogTail();
+  v1::Sandbox got;
+  ASSERT_TRUE(Get(stub(), sb.id(), &got).ok());
+  EXPECT_EQ(got.state(), v1::SANDBOX_STATE_RUNNING);
+  EXPECT_EQ(got.limits().pids(), pids_before);
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"echo", "ok"}));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  // The next write goes to the slot that was cut, and is read after a
+  // restart.
+  ASSERT_TRUE(SetLimits(stub(), sb.id(), raised).ok());
+  daemon_.Kill9();
+  ASSERT_TRUE(daemon_.Restart()) << daemon_.LogTail();
+  ASSERT_TRUE(Get(stub(), sb.id(), &got).ok());
+  EXPECT_EQ(got.limits().pids(), pids_before + 7);
+  ASSERT_TRUE(Destroy(stub(), sb.id()).ok());
   ExpectNothingLeft();
 }
 

@@ -10,6 +10,7 @@
 
 #include "daemon.h"
 #include "proc_util.h"
+#include "server/manager/state_file.h"
 
 namespace sbx::it {
 namespace {
@@ -41,8 +42,8 @@ class PoolTest : public ::testing::Test {
     std::vector<std::string> listed = ListIds(stub());
     std::set<std::string> out;
     for (const std::string& name : ListDir(daemon_->state_dir() + "/sandboxes")) {
-      auto state = ReadFile(daemon_->state_dir() + "/sandboxes/" + name + "/state.json");
-      if (!state || state->find("\"pooled\": true") == std::string::npos) continue;
+      auto state = manager::ReadStateFile(daemon_->state_dir() + "/sandboxes/" + name);
+      if (!state.ok() || !state->pooled) continue;
       if (std::find(listed.begin(), listed.end(), name) == listed.end()) out.insert(name);
     }
     return out;
@@ -50,11 +51,8 @@ class PoolTest : public ::testing::Test {
 
   // The init pid a pooled sandbox's state file records.
   pid_t InitPidOf(const std::string& id) {
-    auto text = ReadFile(daemon_->state_dir() + "/sandboxes/" + id + "/state.json");
-    if (!text) return -1;
-    const size_t at = text->find("\"pid\":");
-    if (at == std::string::npos) return -1;
-    return static_cast<pid_t>(std::stol(text->substr(at + 6)));
+    auto state = manager::ReadStateFile(daemon_->state_dir() + "/sandboxes/" + id);
+    return state.ok() ? state->pid : -1;
   }
 
   std::unique_ptr<Daemon> daemon_;

@@ -56,45 +56,5 @@ TEST(FileUtilTest, WriteNeedsAnExistingFileAndNamesIt) {
   EXPECT_EQ(ReadFileToString(path).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(FileUtilTest, WriteFileAtomicallyReplacesContent) {
-  TempDir tmp;
-  const std::string path = tmp.path() + "/state.json";
-  ASSERT_TRUE(WriteFileAtomically(path, "first, longer content").ok());
-  ASSERT_TRUE(WriteFileAtomically(path, "second").ok());
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(*text, "second");
-  EXPECT_FALSE(sbx::testing::Exists(path + ".tmp"));
-}
-
-TEST(FileUtilTest, WriteWithoutSyncStepsTheOldFileAsideAndCleansUp) {
-  TempDir tmp;
-  const std::string path = tmp.path() + "/state.json";
-  ASSERT_TRUE(WriteFileAtomically(path, "first, longer content", 0600, Durability::kNoSync).ok());
-  ASSERT_TRUE(WriteFileAtomically(path, "second", 0600, Durability::kNoSync).ok());
-  absl::StatusOr<std::string> text = ReadFileWrittenAtomically(path);
-  ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(*text, "second");
-  EXPECT_FALSE(sbx::testing::Exists(path + ".tmp"));
-  EXPECT_FALSE(sbx::testing::Exists(path + ".prev"));
-}
-
-// A writer that stopped between its two renames left only <path>.prev.
-TEST(FileUtilTest, ReadFindsTheOldFileWhereAWriterStopped) {
-  TempDir tmp;
-  const std::string path = tmp.path() + "/state.json";
-  EXPECT_EQ(ReadFileWrittenAtomically(path).status().code(), absl::StatusCode::kNotFound);
-  ASSERT_TRUE(WriteFileAtomically(path + ".prev", "old").ok());
-  absl::StatusOr<std::string> text = ReadFileWrittenAtomically(path);
-  ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(*text, "old");
-  // The next write puts the new content in place and drops the old.
-  ASSERT_TRUE(WriteFileAtomically(path, "new", 0600, Durability::kNoSync).ok());
-  text = ReadFileWrittenAtomically(path);
-  ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_EQ(*text, "new");
-  EXPECT_FALSE(sbx::testing::Exists(path + ".prev"));
-}
-
 }  // namespace
 }  // namespace sbx
