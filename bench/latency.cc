@@ -211,14 +211,19 @@ namespace {
 
 struct CreateSeries {
   std::vector<double> create_ms, destroy_ms;
+  std::vector<double> floor_ms;  // a call that does nothing, after the same pause
   int failures = 0;
   std::string last_error;
 };
 
 // Creates one sandbox at a time, `pause` apart (untimed), then destroys
 // them all, so each series is measured with a steady number of live
-// sandboxes. The pause lets a warm pool refill between creates.
-CreateSeries MeasureCreates(Stub& stub, const Options& options, absl::Duration pause) {
+// sandboxes. The pause lets a warm pool refill between creates. With
+// `floor`, each measured create is followed, after the same pause, by a
+// GetSandbox of an id no sandbox has: a round trip through sbxd that does
+// no work, woken from the same quiet, the least a create could cost.
+CreateSeries MeasureCreates(Stub& stub, const Options& options, absl::Duration pause,
+                            bool floor) {
   CreateSeries out;
   std::vector<std::string> ids;
   const int total = options.warmup + options.iterations;
@@ -239,6 +244,17 @@ CreateSeries MeasureCreates(Stub& stub, const Options& options, absl::Duration p
     }
     out.create_ms.push_back(ms);
     ids.push_back(box.id());
+    if (!floor) continue;
+    absl::SleepFor(pause);
+    const auto get_start = Clock::now();
+    grpc::Status g = GetSandbox(stub, "sb-0000000000000000");
+    const double get_ms = MsSince(get_start);
+    if (g.error_code() == grpc::StatusCode::NOT_FOUND) {
+      out.floor_ms.push_back(get_ms);
+    } else {
+      ++out.failures;
+      out.last_error = "GetSandbox of an unknown id: " + StatusText(g);
+    }
   }
   for (const std::string& id : ids) {
     const auto start = Clock::now();
@@ -259,14 +275,23 @@ CreateSeries MeasureCreates(Stub& stub, const Options& options, absl::Duration p
 std::vector<Row> RunCreateDestroy(const Context& ctx) {
   // Warm: the bench's daemon (pool of 4), 30 ms between creates, which is
   // more than a refill takes.
-  CreateSeries warm = MeasureCreates(ctx.daemon.stub(), ctx.options, absl::Milliseconds(30));
+  CreateSeries warm =
+      MeasureCreates(ctx.daemon.stub(), ctx.options, absl::Milliseconds(30), /*floor=*/true);
   Row create("create", "CreateSandbox from the warm pool");
   create.latency = true;
   if (!warm.create_ms.empty()) create.value = MakeSeries("CreateSandbox", "ms", warm.create_ms);
+  if (!warm.floor_ms.empty()) {
+    create.baseline = MakeSeries("GetSandbox, unknown id", "ms", warm.floor_ms);
+    if (create.value) {
+      create.ratio = create.value->summary.median / create.baseline->summary.median;
+    }
+  }
   create.goal = "<=0.5 ms (warm pool)";
   create.met = create.value ? YesNo(create.value->summary.median <= 0.5) : "n/a";
   CheckTail(create);
-  create.note = "pool of 4, refilled in the background; 30 ms between creates";
+  create.note =
+      "pool of 4, refilled in the background; 30 ms between creates; baseline: GetSandbox of "
+      "an unknown id (a round trip that does nothing) after the same pause";
   if (warm.failures > 0) {
     absl::StrAppend(&create.note, "; ", warm.failures, " failures, last: ", warm.last_error);
   }
@@ -290,7 +315,7 @@ std::vector<Row> RunCreateDestroy(const Context& ctx) {
     cold = Row::Unmeasured("create_cold", "CreateSandbox, cold path (no pool)", "", error);
   } else {
     CreateSeries series =
-        MeasureCreates(cold_daemon.stub(), ctx.options, absl::ZeroDuration());
+        MeasureCreates(cold_daemon.stub(), ctx.options, absl::ZeroDuration(), /*floor=*/false);
     if (!series.create_ms.empty()) {
       cold.value = MakeSeries("CreateSandbox cold", "ms", series.create_ms);
     }

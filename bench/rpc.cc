@@ -63,6 +63,15 @@ grpc::Status CreateSandbox(Stub& stub, v1::Sandbox* sandbox) {
   return status;
 }
 
+grpc::Status GetSandbox(Stub& stub, const std::string& id) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, 60);
+  v1::GetSandboxRequest request;
+  request.set_id(id);
+  v1::GetSandboxResponse response;
+  return stub.GetSandbox(&ctx, request, &response);
+}
+
 grpc::Status DestroySandbox(Stub& stub, const std::string& id) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, 60);

@@ -25,6 +25,7 @@ using Stub = v1::SandboxService::Stub;
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, bool own_connection);
 
 grpc::Status CreateSandbox(Stub& stub, v1::Sandbox* sandbox);
+grpc::Status GetSandbox(Stub& stub, const std::string& id);
 grpc::Status DestroySandbox(Stub& stub, const std::string& id);
 grpc::Status ListSandboxIds(Stub& stub, std::vector<std::string>* ids);
 // The judge's one-shot: Run with `argv` and one case without input. With
