@@ -424,7 +424,7 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
   if (status.ok()) {
     registry_.erase(id);
     Log().info("sandbox {}: destroyed", id);
-    teardown_.Post([this, id, dir = record->dir, slot = record->slot,
+    teardown_.Post([this, id, record, dir = record->dir, slot = record->slot,
                     cgroup = std::shared_ptr<engine::Cgroup>(std::move(cgroup)),
                     mount_ns = std::make_shared<UniqueFd>(std::move(mount_ns))] {
       // The sandbox's mounts go first, then its files: once the cgroups are
@@ -432,7 +432,15 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
       mount_ns->reset();
       StatusCollector errors;
       errors.Add(RemoveTree(dir));
-      if (cgroup) errors.Add(RemoveCgroup(*cgroup));
+      if (cgroup) {
+        // A spare the worker is making (it saw the sandbox running before
+        // this Destroy) gets a leaf below this cgroup: made between the
+        // removal's listing of the leaves and its rmdir, that leaf would
+        // keep the cgroup. Its making ends first; any later one sees the
+        // sandbox destroyed and makes nothing.
+        absl::MutexLock spare_lock(&record->spare_mu);
+        errors.Add(RemoveCgroup(*cgroup));
+      }
       absl::Status removed = errors.Get("removing what it left");
       // A cgroup that could not be removed is cleaned up at the next start.
       if (!removed.ok()) Log().error("sandbox {}: {}", id, removed.ToString());

@@ -58,6 +58,8 @@ struct Manager::Record {
   // MakeSpareFor), until it has joined its leaf: before that it counts
   // among the sandbox's own processes, so usage, which leaves out a spare
   // in its leaf, waits for it. Exec may take it meanwhile (spare_leaf).
+  // A destroyed sandbox's cgroup is removed under it, after any spare in
+  // the making, whose leaf it would otherwise miss.
   absl::Mutex spare_mu;
   // Serializes the operations that touch the kernel objects below: create,
   // destroy, set limits, usage, reclaiming a dead init.

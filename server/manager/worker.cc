@@ -138,9 +138,9 @@ void Manager::MakeSpareFor(const std::shared_ptr<Record>& record) {
   }
   // The slow part (a mkdir that may wait for the cgroup mutex, the init's
   // fork) without the record's lock, which Get, List and Exec take; on a
-  // handle of our own to the sandbox's cgroup. A Destroy meanwhile queues
-  // its cgroup's removal on this same thread, after this task; that removal
-  // takes sub-cgroups first, the leaf made here included.
+  // handle of our own to the sandbox's cgroup. A Destroy meanwhile removes
+  // that cgroup on a teardown thread once this is done (spare_mu), sub-
+  // cgroups first, the leaf made here included.
   absl::StatusOr<std::unique_ptr<engine::Cgroup>> cgroup = cgroups_->OpenChild(record->id);
   absl::StatusOr<Spare> spare =
       cgroup.ok() ? MakeSpare(**cgroup, *record) : absl::StatusOr<Spare>(cgroup.status());

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -282,6 +283,60 @@ TEST_F(SpareTest, ASpareKilledHoldingTheCommandDoesNotTakeItAlong) {
   ASSERT_TRUE(r.Ok()) << r.Describe();
   EXPECT_EQ(r.exit->exit_code(), 0);
   EXPECT_EQ(r.out, "ran\n");
+}
+
+// A Destroy that comes while the worker makes the sandbox's next spare (a
+// command has just ended): the leaf that spare is given must not outlive
+// the removal of the sandbox's cgroup, which runs on the teardown threads.
+// Many sandboxes at a time, destroyed from several threads, so that
+// destroys meet spares being made: a race, which this test provokes without
+// being sure to (it did not fail in three runs on the code before the fix).
+TEST_F(SpareTest, DestroysWhileSparesAreBeingMadeLeaveNoCgroup) {
+  constexpr int kRounds = 6;
+  constexpr int kSandboxes = 8;
+  constexpr int kThreads = 4;
+  std::vector<std::string> ids;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<v1::Sandbox> boxes(kSandboxes);
+    for (v1::Sandbox& sb : boxes) ASSERT_TRUE(Create(stub(), v1::CreateSandboxRequest(), &sb).ok());
+    // A sandbox's second command and later ones have their next spare made
+    // as soon as they end; the first waits 20 ms.
+    for (int command = 0; command < 2; ++command) {
+      for (const v1::Sandbox& sb : boxes) {
+        ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"true"}));
+        ASSERT_TRUE(r.Ok()) << r.Describe();
+      }
+    }
+    std::vector<std::thread> destroyers;
+    std::atomic<int> failed{0};
+    for (int t = 0; t < kThreads; ++t) {
+      destroyers.emplace_back([&, t] {
+        for (int i = t; i < kSandboxes; i += kThreads) {
+          if (!Destroy(stub(), boxes[i].id()).ok()) ++failed;
+        }
+      });
+    }
+    for (std::thread& t : destroyers) t.join();
+    ASSERT_EQ(failed.load(), 0);
+    for (const v1::Sandbox& sb : boxes) ids.push_back(sb.id());
+  }
+  // The cgroups go after Destroy returns, on the teardown threads.
+  for (const std::string& parent : daemon().CgroupParentDirs()) {
+    std::vector<std::string> left;
+    const bool gone = WaitFor(
+        [&] {
+          left.clear();
+          for (const std::string& name : ListSubdirs(parent)) {
+            if (std::find(ids.begin(), ids.end(), name) != ids.end()) left.push_back(name);
+          }
+          return left.empty();
+        },
+        seconds(10));
+    EXPECT_TRUE(gone) << left.size() << " destroyed sandboxes' cgroups left in " << parent
+                      << ", the first " << (left.empty() ? "" : left[0]);
+  }
+  EXPECT_EQ(daemon().LogTail(200000).find("removing what it left"), std::string::npos)
+      << daemon().LogTail(4000);
 }
 
 TEST_F(SpareTest, ASecondDaemonOnTheSameStateDirectoryRefusesToStart) {
