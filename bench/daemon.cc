@@ -11,7 +11,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "bench/host.h"
 
 namespace sbx::bench {
@@ -117,9 +120,14 @@ bool BenchDaemon::Stop(std::string* report) {
   stub_.reset();
   channel_.reset();
   for (const std::string& dir : CgroupParentDirs(cgroup_parent_)) {
-    if (!CgroupDescendants(dir).empty() || !CgroupProcs(dir).empty()) {
+    const std::vector<std::string> cgroups = CgroupDescendants(dir);
+    const std::vector<pid_t> procs = CgroupProcs(dir);
+    if (!cgroups.empty() || !procs.empty()) {
       clean = false;
-      absl::StrAppend(&notes, "leftovers in ", dir, " removed by force\n");
+      // What was left, so that a leak can be told from the next run's noise.
+      absl::StrAppend(&notes, "leftovers in ", dir, " removed by force: ", cgroups.size(),
+                      " cgroups (", absl::StrJoin(cgroups, " "), "), ", procs.size(),
+                      " processes (", absl::StrJoin(procs, " "), ")\n");
     }
     RemoveCgroupTree(dir);
     RemoveCgroupTree(dir + ".daemon");  // v2: sbxd's own leaf
@@ -129,6 +137,16 @@ bool BenchDaemon::Stop(std::string* report) {
     clean = false;
     absl::StrAppend(&notes, "mount left at ", *it, "\n");
     umount2(it->c_str(), MNT_DETACH);
+  }
+  if (!clean) {
+    // sbxd's own account of it, from the log that goes with the directory.
+    std::string problems;
+    for (absl::string_view line : absl::StrSplit(LogTail(1 << 20), '\n')) {
+      if (absl::StrContains(line, " error ") || absl::StrContains(line, " warn ")) {
+        absl::StrAppend(&problems, "  ", line, "\n");
+      }
+    }
+    absl::StrAppend(&notes, "sbxd's errors and warnings:\n", problems.empty() ? "  none\n" : problems);
   }
   std::error_code ec;
   std::filesystem::remove_all(temp_dir_, ec);
