@@ -290,7 +290,7 @@ TEST_F(SpareTest, ASpareKilledHoldingTheCommandDoesNotTakeItAlong) {
 // the removal of the sandbox's cgroup, which runs on the teardown threads.
 // Many sandboxes at a time, destroyed from several threads, so that
 // destroys meet spares being made: a race, which this test provokes without
-// being sure to (it did not fail in three runs on the code before the fix).
+// being sure to (it did not fail in five runs on the code before the fix).
 TEST_F(SpareTest, DestroysWhileSparesAreBeingMadeLeaveNoCgroup) {
   constexpr int kRounds = 6;
   constexpr int kSandboxes = 8;
