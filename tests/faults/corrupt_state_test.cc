@@ -83,7 +83,8 @@ TEST_F(CorruptStateTest, ACutShortWriteLeavesTheStateBeforeIt) {
   daemon_.Kill9();
 
   // The write of the new limits went to the slot that did not hold the
-  // latest state; cut it where a write of more than a page can stop.
+  // latest state; cut it short inside its JSON, as a write that stopped
+  // part of the way leaves it.
   const std::string dir = daemon_.state_dir() + "/sandboxes/" + sb.id();
   std::string latest;
   for (const char* slot : {"/state.0", "/state.1"}) {
