@@ -146,7 +146,8 @@ bool BenchDaemon::Stop(std::string* report) {
         absl::StrAppend(&problems, "  ", line, "\n");
       }
     }
-    absl::StrAppend(&notes, "sbxd's errors and warnings:\n", problems.empty() ? "  none\n" : problems);
+    absl::StrAppend(&notes, "sbxd's errors and warnings:\n",
+                    problems.empty() ? "  none\n" : problems);
   }
   std::error_code ec;
   std::filesystem::remove_all(temp_dir_, ec);
