@@ -163,6 +163,7 @@ absl::StatusOr<ExecChannel> StartExec(const std::string& control_socket,
   request.fsize_bytes = options.fsize_bytes;
   request.stack_bytes = options.stack_bytes;
   request.open_files = options.open_files;
+  request.nproc = options.nproc;
   std::vector<int> cgroup_fds;
   if (options.cgroup_dir >= 0) {
     if (options.cgroup_procs_fds.empty()) {

@@ -1,9 +1,11 @@
 #include "server/engine/sandbox.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -13,10 +15,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "server/common/file_util.h"
 #include "server/common/status.h"
 #include "server/engine/socket_util.h"
@@ -293,6 +297,60 @@ absl::Status PingInit(const std::string& control_socket, int timeout_ms) {
     return absl::UnavailableError("the sandbox init gave an unexpected answer");
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// The real uid of process `pid` as the host sees it; nullopt if it is gone.
+std::optional<uid_t> RealUidOf(pid_t pid) {
+  absl::StatusOr<std::string> status = ReadFileToString(absl::StrCat("/proc/", pid, "/status"));
+  if (!status.ok()) return std::nullopt;
+  for (absl::string_view line : absl::StrSplit(*status, '\n')) {
+    if (!absl::ConsumePrefix(&line, "Uid:")) continue;
+    std::vector<absl::string_view> ids =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    uint32_t uid;
+    if (!ids.empty() && absl::SimpleAtoi(ids[0], &uid)) return uid;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool HasEffectiveCapability(int cap) {
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {};
+  if (cap < 0 || cap >= 64 || ::syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
+}
+
+absl::Status SetTaskLimits(const std::function<absl::StatusOr<std::vector<pid_t>>()>& list,
+                           const std::function<int64_t(uid_t, rlim_t)>& limit_for) {
+  // Every pass changes the processes it saw, so only children forked
+  // during the pass before can be left; a handful of passes is plenty
+  // unless the commands keep forking new ones.
+  constexpr int kMaxPasses = 8;
+  for (int pass = 0; pass < kMaxPasses; ++pass) {
+    ASSIGN_OR_RETURN(std::vector<pid_t> pids, list());
+    int changed = 0;
+    for (pid_t pid : pids) {
+      std::optional<uid_t> uid = RealUidOf(pid);
+      struct rlimit now;
+      if (!uid || ::prlimit(pid, RLIMIT_NPROC, nullptr, &now) != 0) continue;
+      const int64_t limit = limit_for(*uid, now.rlim_max);
+      if (limit <= 0) continue;
+      const struct rlimit wanted = {static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
+      if (::prlimit(pid, RLIMIT_NPROC, &wanted, nullptr) != 0) {
+        if (errno == ESRCH) continue;
+        return ErrnoStatus(errno, absl::StrCat("setting the task limit of pid ", pid));
+      }
+      ++changed;
+    }
+    if (changed == 0) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "setting the task limits: processes with the old one were still being forked after ",
+      kMaxPasses, " passes"));
 }
 
 }  // namespace sbx::engine

@@ -15,9 +15,11 @@
 #ifndef SBX_SERVER_ENGINE_SANDBOX_H_
 #define SBX_SERVER_ENGINE_SANDBOX_H_
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -111,6 +113,22 @@ void ReapSandboxProcess(const SandboxProcess& process);
 // Asks the init whether it is alive and serving (a round trip on its socket).
 absl::Status PingInit(const std::string& control_socket, int timeout_ms);
 
+// Sets RLIMIT_NPROC (soft and hard) of the sandbox's commands to what
+// limit_for(the process's real uid as the host sees it, its hard limit now)
+// returns, unless that is 0: their task limit (ExecOptions::nproc) after
+// the sandbox's pids limit changed. limit_for leaves alone (0) what is not
+// the sandbox's or not a limit sbx gave: the init and a spare (none), a
+// process that lowered its own, a pid reused meanwhile. Processes gone
+// meanwhile are skipped. Repeats over `list` (the sandbox's processes now)
+// until a pass changes nothing, so that children forked before their
+// parent's change get it too. Raising a hard limit needs CAP_SYS_RESOURCE;
+// the first failure ends it.
+// Whether the calling thread has capability `cap` (CAP_*) in effect.
+bool HasEffectiveCapability(int cap);
+
+absl::Status SetTaskLimits(const std::function<absl::StatusOr<std::vector<pid_t>>()>& list,
+                           const std::function<int64_t(uid_t, rlim_t)>& limit_for);
+
 // ---- exec -------------------------------------------------------------------
 
 struct ExecOptions {
@@ -127,6 +145,9 @@ struct ExecOptions {
   int64_t fsize_bytes = 0;
   int64_t stack_bytes = 0;
   int64_t open_files = 0;
+  // Nonzero: RLIMIT_NPROC of the command (see wire::ExecRequest::nproc).
+  // Only for an init spawned by this version: older ones refuse the field.
+  int64_t nproc = 0;
   // The command's own cgroup (Cgroup::OpenProcsFiles of its leaf): it joins
   // it before exec. Not owned; may be empty.
   std::vector<int> cgroup_procs_fds;

@@ -106,7 +106,11 @@ std::string EncodeExec(const ExecRequest& r) {
   w.U32(r.uid).U32(r.gid).U32(r.tty).U32(r.rows).U32(r.cols).I64(r.timeout_ms);
   w.I64(r.fsize_bytes).I64(r.stack_bytes).I64(r.open_files).U32(r.cgroup_fds);
   w.U32(r.spare_pid).Str(r.cwd).StrList(r.argv).StrList(r.env);
-  if (r.cgroup_dir_first) w.U32(1);
+  // Trailing fields, each only when set, so that a request without them is
+  // the one older inits take: the leaf-directory flag, then nproc (which
+  // needs the flag before it, 0 or 1).
+  if (r.cgroup_dir_first || r.nproc > 0) w.U32(r.cgroup_dir_first ? 1 : 0);
+  if (r.nproc > 0) w.I64(r.nproc);
   return w.data();
 }
 
@@ -120,7 +124,13 @@ bool DecodeExec(Reader& in, ExecRequest* r) {
     return false;
   }
   uint32_t dir_first = 0;
-  if (!in.done() && !(in.U32(&dir_first) && dir_first == 1 && in.done())) return false;
+  if (!in.done()) {
+    if (!in.U32(&dir_first) || dir_first > 1) return false;
+    // A flag of 0 is sent only to make room for nproc.
+    if (!in.done() || dir_first == 0) {
+      if (!in.I64(&r->nproc) || r->nproc <= 0 || !in.done()) return false;
+    }
+  }
   // The directory and at least one cgroup.procs file for the fallback.
   r->cgroup_dir_first = dir_first == 1;
   if (r->cgroup_dir_first && r->cgroup_fds < 2) return false;

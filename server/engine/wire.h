@@ -159,6 +159,11 @@ struct ExecRequest {
   // sbxd's idea of which leaf holds the command exact: if the init's spare
   // is another one (or none), the exec fails with kExecStepSpare.
   uint32_t spare_pid = 0;
+  // Nonzero: the command's RLIMIT_NPROC (soft and hard), derived from the
+  // sandbox's pids limit, so that a fork past that limit fails before the
+  // kernel copies the parent's address space (see ApplyRlimits in the init).
+  // A trailing field too, sent only to inits spawned by this version.
+  int64_t nproc = 0;
   std::string cwd;
   std::vector<std::string> argv;
   std::vector<std::string> env;

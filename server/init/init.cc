@@ -106,7 +106,12 @@ int LoadSyscallFilter() {
 }
 
 // Limits beside the cgroup: no core dumps (they could leak memory into files
-// and take long to write), bounded descriptors, file size and stack.
+// and take long to write), bounded descriptors, file size and stack, and
+// (when sbxd sends one) a task count derived from the sandbox's pids limit. The
+// kernel checks RLIMIT_NPROC at the start of fork, the pids cgroup only
+// after it has copied the parent's memory map: a fork bomb at its pids
+// limit would otherwise copy and tear down an address space with every
+// failed fork, and hold locks the whole host shares while doing so.
 int ApplyRlimits(const wire::ExecRequest& req) {
   struct Limit {
     int resource;
@@ -123,8 +128,10 @@ int ApplyRlimits(const wire::ExecRequest& req) {
       {RLIMIT_FSIZE, fsize, fsize},
       {RLIMIT_STACK, or_default(req.stack_bytes, rlim_t{8} << 20),
        req.stack_bytes > 0 ? static_cast<rlim_t>(req.stack_bytes) : RLIM_INFINITY},
+      {RLIMIT_NPROC, static_cast<rlim_t>(req.nproc), static_cast<rlim_t>(req.nproc)},
   };
   for (const Limit& l : limits) {
+    if (l.resource == RLIMIT_NPROC && req.nproc <= 0) continue;
     // Only ever lower: raising a hard limit needs a capability on the host.
     struct rlimit now;
     if (::getrlimit(l.resource, &now) != 0) return errno;

@@ -1,6 +1,7 @@
 #include "server/manager/manager.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 
@@ -124,6 +125,12 @@ absl::Status Manager::Init() {
       mounts.ok() && !engine::CgroupMovesFavored(*mounts)) {
     Log().info("no cgroup hierarchy is mounted with favordynmods: a command that joins its "
                "cgroup after a pause waits for an RCU grace period (see docs/architecture.md)");
+  }
+
+  can_raise_task_limits_ = engine::HasEffectiveCapability(CAP_SYS_RESOURCE);
+  if (!can_raise_task_limits_) {
+    Log().info("without CAP_SYS_RESOURCE, a raised pids limit reaches the task limits of the "
+               "commands started after it, not of those running (see docs/operations.md)");
   }
 
   absl::StatusOr<std::unique_ptr<engine::Spawner>> spawner =
@@ -313,6 +320,7 @@ absl::Status Manager::Build(Record& record) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Annotate(WatchLocked(record), "watching its init"));
   record.pid = record.process.pid;
+  record.init_takes_nproc = true;
   record.state = SandboxState::kRunning;
   return absl::OkStatus();
 }
@@ -610,14 +618,40 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& tenant, const 
   {
     absl::MutexLock op_lock(&record->op_mu);
     engine::Limits merged;
+    int64_t old_pids = 0;
     {
       absl::MutexLock lock(&mu_);
       RETURN_IF_ERROR(RequireRunningLocked(*record));
       merged = MergeLimits(record->limits, limits);
       RETURN_IF_ERROR(CheckQuotaLocked(tenant, merged, record.get()));
+      // Lowering a hard limit needs no capability; raising one does.
+      if (record->init_takes_nproc && merged.pids != record->limits.pids &&
+          (can_raise_task_limits_ || merged.pids < record->limits.pids)) {
+        old_pids = record->limits.pids.value_or(0);
+      }
     }
     if (absl::Status s = record->cgroup->SetLimits(limits); !s.ok()) {
       return Annotate(s, absl::StrCat("setting limits of sandbox ", id));
+    }
+    if (old_pids > 0) {
+      // The running commands' task limits follow (see TaskLimitFor): those
+      // that still have the one their start gave them. The cgroup has the
+      // new limit whatever happens here: a command left with its old task
+      // limit is refused forks sooner, or later, than the pids limit says.
+      const uint32_t base = HostIdBase(*record);
+      const int64_t pids = merged.pids.value_or(0);
+      absl::Status set = engine::SetTaskLimits(
+          [&] { return record->cgroup->Processes(); },
+          [&](uid_t host_uid, rlim_t hard_now) -> int64_t {
+            if (host_uid < base || host_uid - base >= engine::kIdsPerSandbox) return 0;
+            const uint32_t uid = host_uid - base;
+            const int64_t before = TaskLimitFor(old_pids, uid);
+            const int64_t after = TaskLimitFor(pids, uid);
+            return hard_now == static_cast<rlim_t>(before) && after != before ? after : 0;
+          });
+      if (!set.ok()) {
+        Log().warn("sandbox {}: its commands keep their task limit: {}", id, set.ToString());
+      }
     }
     if (absl::Status s = SaveState(*record, merged, /*pooled=*/false); !s.ok()) {
       // The kernel has the new limits; a restart would bring back the old
@@ -649,6 +683,7 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
                                                        const ExecParams& params) {
   std::string dir;
   std::map<std::string, std::string> env;
+  int64_t pids_limit = 0;
   std::shared_ptr<Record> record;
   {
     absl::MutexLock lock(&mu_);
@@ -656,8 +691,10 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
     RETURN_IF_ERROR(RequireRunningLocked(*record));
     dir = record->dir;
     env = record->env;
+    if (record->init_takes_nproc) pids_limit = record->limits.pids.value_or(0);
   }
   ASSIGN_OR_RETURN(engine::ExecOptions options, BuildExecOptions(id, env, params));
+  options.nproc = TaskLimitFor(pids_limit, options.uid);
   engine::Limits leaf_limits;
   leaf_limits.memory_bytes = params.limits.memory_bytes;
   leaf_limits.pids = params.limits.pids;

@@ -255,6 +255,8 @@ class Manager {
   const HostResources host_;
   const std::string sandboxes_dir_;
   std::unique_ptr<engine::CgroupManager> cgroups_;
+  // sbxd may raise the task limit of a running command (SetLimits).
+  bool can_raise_task_limits_ = false;
   std::unique_ptr<engine::Spawner> spawner_;
 
   absl::Mutex mu_;

@@ -45,6 +45,9 @@ struct Manager::Record {
   // counter goes with the leaf.
   int64_t leaf_oom_kills = 0;
   pid_t pid = 0;            // of the init, for display
+  // Its init was spawned by this sbxd, and so takes a command's
+  // RLIMIT_NPROC (ExecOptions::nproc); a recovered one may be older.
+  bool init_takes_nproc = false;
   // Commands of the Exec API that have ended (see Manager::CommandEnded).
   std::atomic<int64_t> commands_ended{0};
   // cgroup v2, an init this sbxd spawned: spares and commands start in

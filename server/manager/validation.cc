@@ -3,6 +3,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -227,6 +228,13 @@ absl::Status ValidateExecLimits(const ExecLimits& limits) {
         " is outside (0s, 30 days]"));
   }
   return absl::OkStatus();
+}
+
+int64_t TaskLimitFor(int64_t pids_limit, uint32_t uid) {
+  if (pids_limit <= 0) return 0;
+  // At least 1, the command itself: with pids 2 or less, what it may fork
+  // beyond that is the pids cgroup's to refuse.
+  return uid == 0 ? pids_limit : std::max<int64_t>(pids_limit - 2, 1);
 }
 
 absl::StatusOr<engine::ExecOptions> BuildExecOptions(

@@ -65,6 +65,17 @@ bool MatchesSelector(const std::map<std::string, std::string>& labels,
 // the field).
 absl::Status ValidateExecLimits(const ExecLimits& limits);
 
+// The RLIMIT_NPROC of a command run as `uid` (inside the sandbox) in a
+// sandbox whose pids limit is `pids_limit`: what is left of the pids for
+// that uid beside what sbx keeps there, all as uid 0: the init, and the
+// spare process for the next command (which the worker may make while
+// this command runs). So a fork past the limit is refused by RLIMIT_NPROC,
+// checked before the kernel copies the parent's memory map, and not by the
+// pids cgroup, checked after (unless processes of other uids hold pids
+// too). Root's own count includes the init and the spare: it gets all of
+// them. 0 (no limit) when the sandbox has no pids limit.
+int64_t TaskLimitFor(int64_t pids_limit, uint32_t uid);
+
 // Validates an exec request and turns it into the engine's options: the
 // user, the working directory and the complete environment (defaults, then
 // the sandbox's env, then the request's env; later entries win).

@@ -112,6 +112,21 @@ TEST(ValidationTest, ExecEnvironmentLayers) {
             1);
 }
 
+// The task limit leaves two pids to uid 0, for the init and the spare: a
+// command of another uid can hold every other pid, root's count includes
+// those two itself.
+TEST(ValidationTest, TaskLimitFollowsThePidsLimit) {
+  EXPECT_EQ(TaskLimitFor(64, engine::kSandboxUid), 62);
+  EXPECT_EQ(TaskLimitFor(64, 4242), 62);
+  EXPECT_EQ(TaskLimitFor(64, 0), 64);
+  EXPECT_EQ(TaskLimitFor(3, engine::kSandboxUid), 1);
+  EXPECT_EQ(TaskLimitFor(2, engine::kSandboxUid), 1);
+  EXPECT_EQ(TaskLimitFor(1, engine::kSandboxUid), 1);
+  EXPECT_EQ(TaskLimitFor(1, 0), 1);
+  EXPECT_EQ(TaskLimitFor(0, engine::kSandboxUid), 0);
+  EXPECT_EQ(TaskLimitFor(0, 0), 0);
+}
+
 TEST(ValidationTest, ExecUsers) {
   ExecParams p;
   p.argv = {"id"};

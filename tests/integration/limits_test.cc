@@ -97,6 +97,72 @@ TEST_F(LimitsTest, SetLimitsPidsThenForkFails) {
   EXPECT_GE(max_pids, 8) << "usage.pids never showed the running sleeps";
 }
 
+// Whether sbxd (pid `pid`) has CAP_SYS_RESOURCE in effect.
+bool HasSysResource(pid_t pid) {
+  std::optional<std::string> status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  const size_t at = status ? status->find("CapEff:") : std::string::npos;
+  if (at == std::string::npos) return false;
+  return (std::stoull(status->substr(at + 7), nullptr, 16) >> 24) & 1;  // CAP_SYS_RESOURCE
+}
+
+// A command's task limit (RLIMIT_NPROC, the pids limit less the pids of the
+// init and the spare; all of it for root) follows SetLimits while it runs,
+// unless the command lowered its own. Down always; up only where sbxd has
+// CAP_SYS_RESOURCE (raising a hard limit needs it): without, the running
+// commands keep theirs.
+TEST_F(LimitsTest, SetLimitsPidsMovesTheTaskLimitOfRunningCommands) {
+  CreateOptions o;
+  o.pids = 20;
+  SBX_SANDBOX(sb, o);
+  const bool can_raise = HasSysResource(daemon().pid());
+  struct Command {
+    std::string script;
+    ExecOptions options;
+    std::vector<std::string> seen;  // at 20, at 12, at 40
+    std::unique_ptr<ExecSession> session;
+  };
+  ExecOptions as_root;
+  as_root.user = "root";
+  const std::string report = "ulimit -Hu; read; ulimit -Hu; read; ulimit -Su; ulimit -Hu";
+  Command commands[] = {
+      {report, {}, {"18\n", "10\n", can_raise ? "38\n38\n" : "10\n10\n"}, nullptr},
+      {report, as_root, {"20\n", "12\n", can_raise ? "40\n40\n" : "12\n12\n"}, nullptr},
+      {"ulimit -u 5; " + report, {}, {"5\n", "5\n", "5\n5\n"}, nullptr},
+  };
+  for (Command& c : commands) {
+    c.session = std::make_unique<ExecSession>(stub(), seconds(30));
+    ASSERT_TRUE(c.session->Start(MakeStart(sb.id(), {"bash", "-c", c.script}, c.options)));
+    ASSERT_TRUE(c.session->WaitStarted());
+  }
+  std::string expected[3];
+  for (int step = 0; step < 3; ++step) {
+    if (step > 0) {
+      v1::Limits limits;
+      limits.set_pids(step == 1 ? 12 : 40);
+      v1::Sandbox updated;
+      grpc::Status s = SetLimits(stub(), sb.id(), limits, &updated);
+      ASSERT_TRUE(s.ok()) << StatusText(s);
+    }
+    for (int i = 0; i < 3; ++i) {
+      Command& c = commands[i];
+      if (step > 0) {
+        ASSERT_TRUE(c.session->SendStdin("go\n"));
+      }
+      expected[i] += c.seen[step];
+      ASSERT_TRUE(c.session->ReadStdoutAtLeast(expected[i].size())) << c.script;
+      EXPECT_EQ(c.session->out, expected[i])
+          << c.script << (c.options.user.empty() ? "" : " as root") << ", step " << step << "\n"
+          << c.session->err;
+    }
+  }
+  // Each has read its last line and exited.
+  for (Command& c : commands) {
+    grpc::Status done = c.session->Finish();
+    ASSERT_TRUE(done.ok() && c.session->exit.has_value()) << StatusText(done);
+    EXPECT_EQ(c.session->exit->exit_code(), 0) << c.session->err;
+  }
+}
+
 TEST_F(LimitsTest, ForkBombIsContained) {
   CreateOptions o;
   o.pids = 64;

@@ -10,6 +10,7 @@
 #include <regex>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "hostile_util.h"
 
 namespace sbx::sec {
@@ -63,6 +64,18 @@ std::string BlockedTasks(const std::vector<pid_t>& pids) {
   return out;
 }
 
+// How many forks the pids cgroup of sandbox `id` refused (`max` in its
+// pids.events); -1 if no pids.events file was found.
+int64_t ForksRefusedByPidsCgroup(const it::Daemon& daemon, const std::string& id) {
+  for (const std::string& dir : daemon.CgroupParentDirs()) {
+    std::optional<std::string> events = it::ReadFile(dir + "/" + id + "/pids.events");
+    if (!events) continue;
+    std::smatch m;
+    if (std::regex_search(*events, m, std::regex(R"((^|\n)max (\d+))"))) return std::stoll(m[2]);
+  }
+  return -1;
+}
+
 double Seconds(const google::protobuf::Duration& d) {
   return TimeUtil::DurationToMilliseconds(d) / 1000.0;
 }
@@ -104,6 +117,13 @@ TEST_F(ResourceTest, ForkBombIsContained) {
   EXPECT_EQ(bomb.exit->verdict(), v1::VERDICT_WALL_TIME_LIMIT);
   EXPECT_GT(max_pids, pid_limit / 2) << "the bomb never got going";
   EXPECT_LE(max_pids, pid_limit);
+  // Its forks past the limit failed at RLIMIT_NPROC (the pids limit less
+  // the pids of the init and of a spare), which the kernel checks before it
+  // copies the parent's memory map, and never got as far as the pids
+  // cgroup, which it checks after (they would hold host-wide locks
+  // meanwhile).
+  const int64_t refused_by_cgroup = ForksRefusedByPidsCgroup(daemon(), sb.id());
+  EXPECT_EQ(refused_by_cgroup, 0) << "forks that copied memory before the pids cgroup refused them";
   // Every bomb process died with the command's process group.
   int64_t pids_after = -1;
   EXPECT_TRUE(it::WaitFor([&] { return (pids_after = UsageOf(sb.id()).pids()) <= 1; },
@@ -112,8 +132,52 @@ TEST_F(ResourceTest, ForkBombIsContained) {
   EXPECT_TRUE(SandboxAnswers(stub(), sb.id(), seconds(5)));
   ExpectOthersUnaffected(neighbour.id());
   RecordOutcome("fork EAGAIN at " + std::to_string(max_pids) + "/" + std::to_string(pid_limit) +
-                " tasks, killed at wall limit, " + std::to_string(pids_after) +
+                " tasks (" + std::to_string(refused_by_cgroup) +
+                " refused by the pids cgroup), killed at wall limit, " +
+                std::to_string(pids_after) +
                 " task(s) after; neighbour " + during.message());
+}
+
+// A command's RLIMIT_NPROC is the sandbox's pids limit less the pids of
+// the init and of the spare process, both uid 0 (root's count includes
+// them), soft and hard, so that it cannot be raised.
+TEST_F(ResourceTest, TaskLimitIsThePidsLimitLessTheInitAndTheSpare) {
+  SBX_SANDBOX(sb);
+  const int64_t pid_limit = sb.sandbox().limits().pids();
+  ASSERT_GT(pid_limit, 2);
+  const std::string script =
+      "ulimit -Su; ulimit -Hu; ulimit -u unlimited 2>/dev/null || echo fixed";
+  ExecResult user = it::RunExec(stub(), it::MakeStart(sb.id(), {"bash", "-c", script}, AsUser()));
+  ASSERT_TRUE(user.Ok()) << user.Describe();
+  EXPECT_EQ(user.out, absl::StrCat(pid_limit - 2, "\n", pid_limit - 2, "\nfixed\n"));
+  ExecResult root = it::RunExec(stub(), it::MakeStart(sb.id(), {"bash", "-c", script}, AsRoot()));
+  ASSERT_TRUE(root.Ok()) << root.Describe();
+  EXPECT_EQ(root.out, absl::StrCat(pid_limit, "\n", pid_limit, "\nfixed\n"));
+  // As many tasks as that, whether the spare for the next command exists
+  // yet or not.
+  ExecResult fill = Py(stub(), sb.id(), R"(
+import os, signal, time
+children = []
+while True:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        failure = e.errno
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    children.append(pid)
+for c in children:
+    os.kill(c, signal.SIGKILL)
+    os.waitpid(c, 0)
+print(len(children), 'EAGAIN' if failure == errno.EAGAIN else failure)
+)", AsUser(seconds(20)));
+  ASSERT_TRUE(fill.Ok()) << fill.Describe();
+  // python itself holds one of the user's tasks.
+  EXPECT_EQ(fill.out, absl::StrCat(pid_limit - 3, " EAGAIN\n")) << fill.err;
+  RecordOutcome(absl::StrCat("nproc ", pid_limit - 2, " (root ", pid_limit, ") at pids ",
+                             pid_limit, "; ", it::Trim(fill.out), " background tasks fit"));
 }
 
 TEST_F(ResourceTest, ThreadBombIsContained) {

@@ -101,6 +101,44 @@ TEST(WireTest, ALeafDirectoryFirstIsATrailingFieldOnlyWhenSet) {
   }
 }
 
+// The task limit follows the leaf-directory flag (0 or 1) at the end, and
+// is sent only when set: a request without it is what older inits take.
+TEST(WireTest, ATaskLimitIsATrailingFieldOnlyWhenSet) {
+  ExecRequest in = Sample();
+  in.spare_pid = 0;
+  in.cgroup_fds = 2;
+  const std::string without = EncodeExec(in);
+  for (bool dir_first : {false, true}) {
+    in.cgroup_dir_first = dir_first;
+    in.nproc = 63;
+    const std::string with = EncodeExec(in);
+    ASSERT_EQ(with.size(), without.size() + sizeof(uint32_t) + sizeof(int64_t));
+    EXPECT_EQ(with.substr(0, without.size()), without);
+    Reader reader(with.data() + sizeof(uint32_t), with.size() - sizeof(uint32_t));
+    ExecRequest out;
+    ASSERT_TRUE(DecodeExec(reader, &out));
+    EXPECT_EQ(out.nproc, 63);
+    EXPECT_EQ(out.cgroup_dir_first, dir_first);
+  }
+  Reader reader(without.data() + sizeof(uint32_t), without.size() - sizeof(uint32_t));
+  ExecRequest out;
+  ASSERT_TRUE(DecodeExec(reader, &out));
+  EXPECT_EQ(out.nproc, 0);
+  // A flag of 0 with nothing after it, or a limit that is not positive, is junk.
+  const std::string body = without.substr(sizeof(uint32_t));
+  const std::string flag_alone = body + Writer(kExec).U32(0).data().substr(sizeof(uint32_t));
+  const std::string zero = body + Writer(kExec).U32(0).I64(0).data().substr(sizeof(uint32_t));
+  const std::string negative =
+      body + Writer(kExec).U32(1).I64(-5).data().substr(sizeof(uint32_t));
+  for (const std::string* junk : {&flag_alone, &zero, &negative}) {
+    Reader r(junk->data(), junk->size());
+    ExecRequest o;
+    EXPECT_FALSE(DecodeExec(r, &o)) << (junk == &flag_alone ? "a flag alone"
+                                        : junk == &zero     ? "a zero limit"
+                                                            : "a negative limit");
+  }
+}
+
 TEST(WireTest, SpawnRequestRoundTrip) {
   for (bool keep : {false, true}) {
     SpawnRequest in{"sb-1", "/state/sb-1/root", 1 << 20, 2 << 20, 3 << 20, keep};
