@@ -23,6 +23,10 @@
 namespace sbx::manager {
 namespace {
 
+// The watcher's retries of a Destroy that failed (see DestroySandbox).
+constexpr absl::Duration kDestroyRetry = absl::Seconds(1);
+constexpr absl::Duration kDestroyRetryMax = absl::Minutes(1);
+
 absl::Status MakeDir(const std::string& path, bool exist_ok) {
   if (::mkdir(path.c_str(), 0700) == 0) return absl::OkStatus();
   if (errno == EEXIST && exist_ok) return absl::OkStatus();
@@ -326,15 +330,19 @@ absl::Status Manager::Build(Record& record) {
 }
 
 void Manager::Unreserve(const std::shared_ptr<Record>& record) {
+  bool init_alive = false;
   {
     absl::MutexLock op_lock(&record->op_mu);
     absl::Status s = TearDown(*record);
     if (!s.ok()) Log().error("sandbox {}: cleanup after failed create: {}", record->id, s.ToString());
+    init_alive = record->process.pidfd.valid();  // StopProcesses keeps an init that did not die
   }
   absl::MutexLock lock(&mu_);
   if (record->pooled) --pool_building_;
   registry_.erase(record->id);
-  used_slots_.erase(record->slot);
+  // Its uid range stays taken (until the next start) while a process of it
+  // may still run: another sandbox must never share its ids.
+  if (!init_alive) used_slots_.erase(record->slot);
   destroyed_.SignalAll();
   pool_wake_.Signal();
 }
@@ -365,11 +373,15 @@ absl::Status Manager::StopProcesses(Record& record, UniqueFd* mount_ns) {
     // When the init of a pid namespace has exited, the kernel has killed and
     // reaped every other process in it: waiting on its pidfd is the exact
     // moment the sandbox is empty, where polling the cgroup would oversleep.
-    errors.Add(Annotate(
-        engine::WaitSandboxProcessExit(record.process, options_.kill_timeout_ms),
-        "waiting for its init to exit"));
-    engine::ReapSandboxProcess(record.process);  // if it is our child
-    record.process = engine::SandboxProcess();
+    absl::Status exited = engine::WaitSandboxProcessExit(record.process, options_.kill_timeout_ms);
+    errors.Add(Annotate(exited, "waiting for its init to exit"));
+    // An init still alive is kept, so that the next try waits for it again:
+    // forgotten, it would let that try succeed at once, and free the
+    // sandbox's uid range for another while its processes still run.
+    if (exited.ok()) {
+      engine::ReapSandboxProcess(record.process);  // if it is our child
+      record.process = engine::SandboxProcess();
+    }
   }
   return errors.Get("stopping its processes");
 }
@@ -381,6 +393,16 @@ absl::Status Manager::RemoveCgroup(engine::Cgroup& cgroup) {
 }
 
 // ---- destroy ------------------------------------------------------------------
+
+absl::Duration Manager::ScheduleDestroyRetryLocked(Record& record) {
+  const absl::Duration backoff = std::min(
+      kDestroyRetryMax, kDestroyRetry * (int64_t{1} << std::min(record.failed_destroys, 6)));
+  ++record.failed_destroys;
+  const absl::Time retry = absl::Now() + backoff;
+  if (!record.expires_at || *record.expires_at > retry) record.expires_at = retry;
+  WakeWatcher();
+  return backoff;
+}
 
 absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const std::string& id) {
   std::shared_ptr<Record> record;
@@ -457,9 +479,15 @@ absl::StatusOr<bool> Manager::DestroySandbox(const std::string& tenant, const st
       pool_wake_.Signal();  // room for the pool again, if it was full
     });
   } else {
-    // Keep it, so that a retry can finish the job.
+    // Keep it, so that a retry can finish the job: the caller's, or the
+    // watcher's, which destroys a sandbox once it expires. A Destroy asked
+    // for is not forgotten: a sandbox nobody will ask about again (a Run's)
+    // would otherwise stay, DEAD and counted in its tenant's quota, until
+    // its TTL. Retries back off from 1 s to a minute.
     record->state = SandboxState::kDead;
-    Log().error("sandbox {}: destroy failed: {}", id, status.ToString());
+    const absl::Duration backoff = ScheduleDestroyRetryLocked(*record);
+    Log().error("sandbox {}: destroy failed (tried again in {}): {}", id,
+                absl::FormatDuration(backoff), status.ToString());
   }
   destroyed_.SignalAll();
   if (!status.ok()) return Annotate(status, absl::StrCat("destroying sandbox ", id));

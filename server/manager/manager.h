@@ -246,6 +246,9 @@ class Manager {
   // REQUIRES: record.op_mu held.
   void Unwatch(Record& record) ABSL_LOCKS_EXCLUDED(mu_);
   void WakeWatcher();
+  // After a failed destroy: the record, DEAD, expires (and so is destroyed by
+  // the watcher) after a backoff of 1 s, doubling to a minute; returns it.
+  absl::Duration ScheduleDestroyRetryLocked(Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchLoop();
   int NextTimeoutMs();
   void HandleInitExit(uint64_t token);

@@ -218,10 +218,13 @@ void Manager::DiscardUnowned(const std::shared_ptr<Record>& record) {
   }
   absl::MutexLock lock(&mu_);
   if (!status.ok()) {
-    // Make it visible, DEAD, so that an operator sees it and can retry.
-    Log().error("sandbox {}: discarding an unused sandbox: {}", record->id, status.ToString());
+    // Make it visible, DEAD, so that an operator sees it; the watcher
+    // tries again as for a failed Destroy.
     record->pooled = false;
     record->state = SandboxState::kDead;
+    const absl::Duration backoff = ScheduleDestroyRetryLocked(*record);
+    Log().error("sandbox {}: discarding an unused sandbox (tried again in {}): {}", record->id,
+                absl::FormatDuration(backoff), status.ToString());
     return;
   }
   registry_.erase(record->id);

@@ -45,6 +45,7 @@ struct Manager::Record {
   // counter goes with the leaf.
   int64_t leaf_oom_kills = 0;
   pid_t pid = 0;            // of the init, for display
+  int failed_destroys = 0;  // in a row; their retries back off
   // Its init was spawned by this sbxd, and so takes a command's
   // RLIMIT_NPROC (ExecOptions::nproc); a recovered one may be older.
   bool init_takes_nproc = false;

@@ -2,6 +2,11 @@
 // processes are reclaimed, Destroy leaves nothing, and its neighbour is
 // untouched.
 #include <signal.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
 
 #include "fault_util.h"
 
@@ -70,6 +75,87 @@ TEST_F(InitDeathTest, KilledInitMakesSandboxDeadAndDestroyReclaimsAll) {
 
   ASSERT_TRUE(Destroy(stub(), other.id()).ok());
   ExpectNothingLeft();
+}
+
+// This process's cgroup directory in a v1 freezer hierarchy; "" without one.
+std::string OwnFreezerDir() {
+  std::optional<std::string> self = ReadFile("/proc/self/cgroup");
+  std::optional<std::string> mounts = ReadFile("/proc/self/mounts");
+  if (!self || !mounts) return "";
+  std::string path, mount;
+  for (const std::string& line : SplitLines(*self)) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (b != std::string::npos && line.substr(a + 1, b - a - 1) == "freezer") {
+      path = line.substr(b + 1);
+    }
+  }
+  for (const std::string& line : SplitLines(*mounts)) {
+    std::istringstream in(line);
+    std::string source, target, type, options;
+    in >> source >> target >> type >> options;
+    if (type == "cgroup" && ("," + options + ",").find(",freezer,") != std::string::npos) {
+      mount = target;
+    }
+  }
+  if (path.empty() || mount.empty()) return "";
+  return path == "/" ? mount : mount + path;
+}
+
+bool WriteTo(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  out << value;
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+// A Destroy that fails (the init does not die within sbxd's kill timeout,
+// here because it is frozen, which on cgroup v1 holds off even SIGKILL)
+// leaves the sandbox DEAD, and sbxd tries again on its own once the init can
+// die: a sandbox nobody asks about again (a Run's) does not linger until its
+// TTL.
+TEST_F(InitDeathTest, FailedDestroyIsRetriedUntilTheSandboxIsGone) {
+  const std::string freezer = OwnFreezerDir();
+  if (freezer.empty() || !PathExists(freezer + "/cgroup.procs")) {
+    GTEST_SKIP() << "needs a cgroup v1 freezer hierarchy: cgroup v2's freezer lets SIGKILL "
+                    "through, so a frozen init still dies";
+  }
+  v1::Sandbox victim;
+  ASSERT_TRUE(Create(stub(), v1::CreateSandboxRequest(), &victim).ok());
+  // A freezer cgroup of the test's own, removed whatever happens.
+  const std::string frozen = freezer + "/" + daemon_.cgroup_parent() + "-frozen";
+  ASSERT_EQ(::mkdir(frozen.c_str(), 0755), 0) << frozen << ": " << strerror(errno);
+  auto thaw_and_remove = [&] {
+    WriteTo(frozen + "/freezer.state", "THAWED");
+    // The init, if still there, goes back to the freezer cgroup it came from.
+    for (pid_t pid : CgroupProcsRecursive(frozen)) WriteTo(freezer + "/cgroup.procs", std::to_string(pid));
+    ::rmdir(frozen.c_str());
+  };
+  struct Guard {
+    std::function<void()> f;
+    ~Guard() { f(); }
+  } guard{thaw_and_remove};
+  ASSERT_TRUE(WriteTo(frozen + "/cgroup.procs", std::to_string(victim.init_pid())));
+  ASSERT_TRUE(WriteTo(frozen + "/freezer.state", "FROZEN"));
+  ASSERT_TRUE(WaitFor([&] { return Trim(ReadFile(frozen + "/freezer.state").value_or("")) == "FROZEN"; },
+                      seconds(5)));
+
+  // sbxd gives the init 5 s to die after its SIGKILL.
+  grpc::Status s = Destroy(stub(), victim.id());
+  EXPECT_EQ(s.error_code(), grpc::DEADLINE_EXCEEDED) << StatusText(s);
+  v1::Sandbox got;
+  ASSERT_TRUE(Get(stub(), victim.id(), &got).ok());
+  EXPECT_EQ(got.state(), v1::SANDBOX_STATE_DEAD);
+  // It is due again within about a second, and stays while the init cannot die.
+  ASSERT_TRUE(got.has_expires_at());
+  std::this_thread::sleep_for(seconds(2));
+  ASSERT_TRUE(Get(stub(), victim.id(), &got).ok()) << "gone while its init was frozen";
+
+  ASSERT_TRUE(WriteTo(frozen + "/freezer.state", "THAWED"));
+  // The retry after the next failure comes 2 s after it, then 4 s, ...
+  EXPECT_TRUE(WaitFor([&] { return Get(stub(), victim.id(), &got).error_code() == grpc::NOT_FOUND; },
+                      seconds(20)))
+      << "still there: " << v1::SandboxState_Name(got.state());
+  ExpectNothingLeftOf(victim.id());
 }
 
 }  // namespace
