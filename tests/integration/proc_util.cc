@@ -400,8 +400,15 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The inherited environment, less what extra_env sets (the first of two
+  // entries for one name would win).
+  auto name_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
+  std::set<std::string> overridden;
+  for (const auto& e : extra_env) overridden.insert(name_of(e));
   std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) env_storage.push_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (overridden.count(name_of(*e)) == 0) env_storage.push_back(*e);
+  }
   for (const auto& e : extra_env) env_storage.push_back(e);
   std::vector<char*> env;
   for (auto& e : env_storage) env.push_back(e.data());
