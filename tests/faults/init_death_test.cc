@@ -127,7 +127,9 @@ TEST_F(InitDeathTest, FailedDestroyIsRetriedUntilTheSandboxIsGone) {
   auto thaw_and_remove = [&] {
     WriteTo(frozen + "/freezer.state", "THAWED");
     // The init, if still there, goes back to the freezer cgroup it came from.
-    for (pid_t pid : CgroupProcsRecursive(frozen)) WriteTo(freezer + "/cgroup.procs", std::to_string(pid));
+    for (pid_t pid : CgroupProcsRecursive(frozen)) {
+      WriteTo(freezer + "/cgroup.procs", std::to_string(pid));
+    }
     ::rmdir(frozen.c_str());
   };
   struct Guard {
@@ -136,8 +138,9 @@ TEST_F(InitDeathTest, FailedDestroyIsRetriedUntilTheSandboxIsGone) {
   } guard{thaw_and_remove};
   ASSERT_TRUE(WriteTo(frozen + "/cgroup.procs", std::to_string(victim.init_pid())));
   ASSERT_TRUE(WriteTo(frozen + "/freezer.state", "FROZEN"));
-  ASSERT_TRUE(WaitFor([&] { return Trim(ReadFile(frozen + "/freezer.state").value_or("")) == "FROZEN"; },
-                      seconds(5)));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Trim(ReadFile(frozen + "/freezer.state").value_or("")) == "FROZEN"; },
+      seconds(5)));
 
   // sbxd gives the init 5 s to die after its SIGKILL.
   grpc::Status s = Destroy(stub(), victim.id());
@@ -152,8 +155,9 @@ TEST_F(InitDeathTest, FailedDestroyIsRetriedUntilTheSandboxIsGone) {
 
   ASSERT_TRUE(WriteTo(frozen + "/freezer.state", "THAWED"));
   // The retry after the next failure comes 2 s after it, then 4 s, ...
-  EXPECT_TRUE(WaitFor([&] { return Get(stub(), victim.id(), &got).error_code() == grpc::NOT_FOUND; },
-                      seconds(20)))
+  EXPECT_TRUE(WaitFor(
+      [&] { return Get(stub(), victim.id(), &got).error_code() == grpc::NOT_FOUND; },
+      seconds(20)))
       << "still there: " << v1::SandboxState_Name(got.state());
   ExpectNothingLeftOf(victim.id());
 }
