@@ -113,6 +113,9 @@ void ReapSandboxProcess(const SandboxProcess& process);
 // Asks the init whether it is alive and serving (a round trip on its socket).
 absl::Status PingInit(const std::string& control_socket, int timeout_ms);
 
+// Whether the calling thread has capability `cap` (CAP_*) in effect.
+bool HasEffectiveCapability(int cap);
+
 // Sets RLIMIT_NPROC (soft and hard) of the sandbox's commands to what
 // limit_for(the process's real uid as the host sees it, its hard limit now)
 // returns, unless that is 0: their task limit (ExecOptions::nproc) after
@@ -123,9 +126,6 @@ absl::Status PingInit(const std::string& control_socket, int timeout_ms);
 // until a pass changes nothing, so that children forked before their
 // parent's change get it too. Raising a hard limit needs CAP_SYS_RESOURCE;
 // the first failure ends it.
-// Whether the calling thread has capability `cap` (CAP_*) in effect.
-bool HasEffectiveCapability(int cap);
-
 absl::Status SetTaskLimits(const std::function<absl::StatusOr<std::vector<pid_t>>()>& list,
                            const std::function<int64_t(uid_t, rlim_t)>& limit_for);
 

@@ -107,8 +107,8 @@ int LoadSyscallFilter() {
 
 // Limits beside the cgroup: no core dumps (they could leak memory into files
 // and take long to write), bounded descriptors, file size and stack, and
-// (when sbxd sends one) a task count derived from the sandbox's pids limit. The
-// kernel checks RLIMIT_NPROC at the start of fork, the pids cgroup only
+// (when sbxd sends one) a task count derived from the sandbox's pids limit.
+// The kernel checks RLIMIT_NPROC at the start of fork, the pids cgroup only
 // after it has copied the parent's memory map: a fork bomb at its pids
 // limit would otherwise copy and tear down an address space with every
 // failed fork, and hold locks the whole host shares while doing so.
