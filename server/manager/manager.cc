@@ -195,6 +195,7 @@ absl::Status Manager::SaveState(Record& record, const engine::Limits& limits, bo
   // One more than the last write that succeeded: a failed one is retried
   // in the same slot, never over the only valid one.
   p.seq = record.state_seq + 1;
+  p.init_takes_nproc = record.init_takes_nproc.load(std::memory_order_relaxed);
   RETURN_IF_ERROR(WriteStateFile(record.dir, p));
   record.state_seq = p.seq;
   return absl::OkStatus();
@@ -309,6 +310,7 @@ absl::Status Manager::Build(Record& record) {
   absl::StatusOr<engine::SandboxProcess> process = spawner_->Spawn(config, *record.cgroup);
   if (!process.ok()) return Annotate(process.status(), "starting its init");
   record.process = std::move(*process);
+  record.init_takes_nproc.store(true, std::memory_order_relaxed);
 
   RETURN_IF_ERROR(
       Annotate(SaveState(record, record.limits, record.pooled), "saving its state"));
@@ -324,7 +326,6 @@ absl::Status Manager::Build(Record& record) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(Annotate(WatchLocked(record), "watching its init"));
   record.pid = record.process.pid;
-  record.init_takes_nproc = true;
   record.state = SandboxState::kRunning;
   return absl::OkStatus();
 }
@@ -653,7 +654,8 @@ absl::StatusOr<SandboxInfo> Manager::SetLimits(const std::string& tenant, const 
       merged = MergeLimits(record->limits, limits);
       RETURN_IF_ERROR(CheckQuotaLocked(tenant, merged, record.get()));
       // Lowering a hard limit needs no capability; raising one does.
-      if (record->init_takes_nproc && merged.pids != record->limits.pids &&
+      if (record->init_takes_nproc.load(std::memory_order_relaxed) &&
+          merged.pids != record->limits.pids &&
           (can_raise_task_limits_ || merged.pids < record->limits.pids)) {
         old_pids = record->limits.pids.value_or(0);
       }
@@ -719,7 +721,9 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
     RETURN_IF_ERROR(RequireRunningLocked(*record));
     dir = record->dir;
     env = record->env;
-    if (record->init_takes_nproc) pids_limit = record->limits.pids.value_or(0);
+    if (record->init_takes_nproc.load(std::memory_order_relaxed)) {
+      pids_limit = record->limits.pids.value_or(0);
+    }
   }
   ASSIGN_OR_RETURN(engine::ExecOptions options, BuildExecOptions(id, env, params));
   options.nproc = TaskLimitFor(pids_limit, options.uid);

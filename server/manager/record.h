@@ -46,9 +46,6 @@ struct Manager::Record {
   int64_t leaf_oom_kills = 0;
   pid_t pid = 0;            // of the init, for display
   int failed_destroys = 0;  // in a row; their retries back off
-  // Its init was spawned by this sbxd, and so takes a command's
-  // RLIMIT_NPROC (ExecOptions::nproc); a recovered one may be older.
-  bool init_takes_nproc = false;
   // Commands of the Exec API that have ended (see Manager::CommandEnded).
   std::atomic<int64_t> commands_ended{0};
   // cgroup v2, an init this sbxd spawned: spares and commands start in
@@ -56,6 +53,10 @@ struct Manager::Record {
   // Cleared if the init had a spare join it after all (a kernel that
   // refuses that).
   std::atomic<bool> spares_start_in_leaf{false};
+  // Its init takes a command's RLIMIT_NPROC (ExecOptions::nproc): one this
+  // version spawned, or one recovered whose state file says so (an init
+  // from before it would refuse the field). Set before the sandbox runs.
+  std::atomic<bool> init_takes_nproc{false};
   uint64_t watch_token = 0; // 0 when its pidfd is not watched
 
   // Held while a spare process is made outside op_mu (the worker's

@@ -130,6 +130,7 @@ void Manager::RecoverDir(const std::string& name) {
   record->created_at = state->created_at;
   record->expires_at = state->expires_at;
   record->limits = state->limits;
+  record->init_takes_nproc.store(state->init_takes_nproc, std::memory_order_relaxed);
 
   absl::MutexLock op_lock(&record->op_mu);
   record->cgroup = std::move(*cgroup);

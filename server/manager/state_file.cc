@@ -143,6 +143,7 @@ std::string SerializeState(const PersistedSandbox& s) {
   if (s.pooled) j["pooled"] = true;
   if (!s.tenant.empty()) j["tenant"] = s.tenant;
   j["seq"] = s.seq;
+  if (s.init_takes_nproc) j["init_takes_nproc"] = true;
   return j.dump(2);
 }
 
@@ -178,6 +179,7 @@ absl::StatusOr<PersistedSandbox> ParseState(const std::string& text) {
     s.pooled = j.value("pooled", false);
     s.tenant = j.value("tenant", std::string());
     s.seq = j.value("seq", uint64_t{0});
+    s.init_takes_nproc = j.value("init_takes_nproc", false);
     return s;
   } catch (const json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("state: ", e.what()));

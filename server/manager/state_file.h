@@ -56,6 +56,9 @@ struct PersistedSandbox {
   bool pooled = false;      // in the warm pool, not yet handed out
   std::string tenant;       // its owner; "" in files from before tenants
   uint64_t seq = 0;         // the write's number, from 1; 0 in a legacy file
+  // Its init takes a command's task limit (Record::init_takes_nproc);
+  // false in files from before it.
+  bool init_takes_nproc = false;
 };
 
 std::string SerializeState(const PersistedSandbox& state);

@@ -47,6 +47,21 @@ TEST(StateFileTest, RoundTrip) {
   EXPECT_EQ(*out->expires_at, *in.expires_at);
 }
 
+// Whether the init takes a task limit is kept; a file from before the field
+// reads as an init that does not.
+TEST(StateFileTest, InitTakesTaskLimitIsKept) {
+  PersistedSandbox in = Sample();
+  const std::string without = SerializeState(in);
+  EXPECT_EQ(without.find("init_takes_nproc"), std::string::npos);
+  absl::StatusOr<PersistedSandbox> out = ParseState(without);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_FALSE(out->init_takes_nproc);
+  in.init_takes_nproc = true;
+  out = ParseState(SerializeState(in));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(out->init_takes_nproc);
+}
+
 TEST(StateFileTest, NoExpiry) {
   PersistedSandbox in = Sample();
   in.expires_at.reset();

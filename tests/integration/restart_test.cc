@@ -59,10 +59,14 @@ TEST_F(RestartTest, SandboxesSurviveSigkillOfDaemon) {
     EXPECT_EQ(got.init_pid(), sb->init_pid());
     EXPECT_EQ(got.labels().at("name"), sb->labels().at("name"));
     EXPECT_EQ(got.limits().memory_bytes(), 100 << 20);
-    // Same sandbox (its files are there), and exec works.
+    // Same sandbox (its files are there), and exec works, with the task
+    // limit its init takes (the state file says it does).
     ExecResult r = RunExec(stub(), MakeStart(sb->id(), {"cat", "/work/mark"}));
     ASSERT_TRUE(r.Ok()) << r.Describe();
     EXPECT_EQ(r.out, sb->id() + "\n");
+    r = RunExec(stub(), MakeStart(sb->id(), {"bash", "-c", "ulimit -Hu"}));
+    ASSERT_TRUE(r.Ok()) << r.Describe();
+    EXPECT_EQ(r.out, std::to_string(got.limits().pids() - 2) + "\n");
   }
   v1::ListSandboxesResponse sel;
   ASSERT_TRUE(List(stub(), &sel, {{"name", "b"}}).ok());
