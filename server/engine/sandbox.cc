@@ -20,9 +20,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "server/common/file_util.h"
 #include "server/common/status.h"
+#include "server/engine/proc_status.h"
 #include "server/engine/socket_util.h"
 #include "server/engine/wire.h"
 
@@ -299,24 +299,6 @@ absl::Status PingInit(const std::string& control_socket, int timeout_ms) {
   return absl::OkStatus();
 }
 
-namespace {
-
-// The real uid of process `pid` as the host sees it; nullopt if it is gone.
-std::optional<uid_t> RealUidOf(pid_t pid) {
-  absl::StatusOr<std::string> status = ReadFileToString(absl::StrCat("/proc/", pid, "/status"));
-  if (!status.ok()) return std::nullopt;
-  for (absl::string_view line : absl::StrSplit(*status, '\n')) {
-    if (!absl::ConsumePrefix(&line, "Uid:")) continue;
-    std::vector<absl::string_view> ids =
-        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    uint32_t uid;
-    if (!ids.empty() && absl::SimpleAtoi(ids[0], &uid)) return uid;
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 bool HasEffectiveCapability(int cap) {
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {};
@@ -334,10 +316,12 @@ absl::Status SetTaskLimits(const std::function<absl::StatusOr<std::vector<pid_t>
     ASSIGN_OR_RETURN(std::vector<pid_t> pids, list());
     int changed = 0;
     for (pid_t pid : pids) {
-      std::optional<uid_t> uid = RealUidOf(pid);
+      std::optional<ProcStatus> status = ReadProcStatus(pid);
       struct rlimit now;
-      if (!uid || ::prlimit(pid, RLIMIT_NPROC, nullptr, &now) != 0) continue;
-      const int64_t limit = limit_for(*uid, now.rlim_max);
+      if (!status || !status->real_uid || ::prlimit(pid, RLIMIT_NPROC, nullptr, &now) != 0) {
+        continue;
+      }
+      const int64_t limit = limit_for(*status->real_uid, now.rlim_max);
       if (limit <= 0) continue;
       const struct rlimit wanted = {static_cast<rlim_t>(limit), static_cast<rlim_t>(limit)};
       if (::prlimit(pid, RLIMIT_NPROC, &wanted, nullptr) != 0) {

@@ -5,13 +5,12 @@
 
 #include <cerrno>
 #include <filesystem>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
+#include "server/engine/proc_status.h"
 #include "server/manager/log.h"
 #include "server/manager/manager.h"
 #include "server/manager/record.h"
@@ -22,32 +21,6 @@ namespace sbx::manager {
 namespace {
 
 constexpr int kPingTimeoutMs = 1000;
-
-struct ProcStatus {
-  std::string comm;
-  pid_t ppid = 0;
-  pid_t ns_pid = 0;  // in the innermost pid namespace
-};
-
-std::optional<ProcStatus> ReadProcStatus(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  if (!in) return std::nullopt;
-  ProcStatus status;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string key;
-    fields >> key;
-    if (key == "Name:") {
-      fields >> status.comm;
-    } else if (key == "PPid:") {
-      fields >> status.ppid;
-    } else if (key == "NSpid:") {
-      for (pid_t v; fields >> v;) status.ns_pid = v;
-    }
-  }
-  return status;
-}
 
 }  // namespace
 
@@ -161,8 +134,8 @@ void Manager::AdoptSpareLocked(Record& record) {
     absl::StatusOr<std::vector<pid_t>> pids = (*leaf)->Processes();
     if (!pids.ok() || pids->size() != 1) continue;
     // The spare: the init's child, still sbx-init (a command has exec'd).
-    std::optional<ProcStatus> status = ReadProcStatus((*pids)[0]);
-    if (!status || status->ppid != record.process.pid || status->comm != "sbx-init" ||
+    std::optional<engine::ProcStatus> status = engine::ReadProcStatus((*pids)[0]);
+    if (!status || status->ppid != record.process.pid || status->name != "sbx-init" ||
         status->ns_pid <= 0) {
       continue;
     }
