@@ -77,30 +77,6 @@ TEST_F(InitDeathTest, KilledInitMakesSandboxDeadAndDestroyReclaimsAll) {
   ExpectNothingLeft();
 }
 
-// This process's cgroup directory in a v1 freezer hierarchy; "" without one.
-std::string OwnFreezerDir() {
-  std::optional<std::string> self = ReadFile("/proc/self/cgroup");
-  std::optional<std::string> mounts = ReadFile("/proc/self/mounts");
-  if (!self || !mounts) return "";
-  std::string path, mount;
-  for (const std::string& line : SplitLines(*self)) {
-    const size_t a = line.find(':'), b = line.find(':', a + 1);
-    if (b != std::string::npos && line.substr(a + 1, b - a - 1) == "freezer") {
-      path = line.substr(b + 1);
-    }
-  }
-  for (const std::string& line : SplitLines(*mounts)) {
-    std::istringstream in(line);
-    std::string source, target, type, options;
-    in >> source >> target >> type >> options;
-    if (type == "cgroup" && ("," + options + ",").find(",freezer,") != std::string::npos) {
-      mount = target;
-    }
-  }
-  if (path.empty() || mount.empty()) return "";
-  return path == "/" ? mount : mount + path;
-}
-
 bool WriteTo(const std::string& path, const std::string& value) {
   std::ofstream out(path);
   out << value;
@@ -114,7 +90,7 @@ bool WriteTo(const std::string& path, const std::string& value) {
 // die: a sandbox nobody asks about again (a Run's) does not linger until its
 // TTL.
 TEST_F(InitDeathTest, FailedDestroyIsRetriedUntilTheSandboxIsGone) {
-  const std::string freezer = OwnFreezerDir();
+  const std::string freezer = OwnV1CgroupDir("freezer");
   if (freezer.empty() || !PathExists(freezer + "/cgroup.procs")) {
     GTEST_SKIP() << "needs a cgroup v1 freezer hierarchy: cgroup v2's freezer lets SIGKILL "
                     "through, so a frozen init still dies";

@@ -2,6 +2,7 @@
 // bomb is contained; Get/List report limits, labels and live usage.
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -97,14 +98,6 @@ TEST_F(LimitsTest, SetLimitsPidsThenForkFails) {
   EXPECT_GE(max_pids, 8) << "usage.pids never showed the running sleeps";
 }
 
-// Whether sbxd (pid `pid`) has CAP_SYS_RESOURCE in effect.
-bool HasSysResource(pid_t pid) {
-  std::optional<std::string> status = ReadFile("/proc/" + std::to_string(pid) + "/status");
-  const size_t at = status ? status->find("CapEff:") : std::string::npos;
-  if (at == std::string::npos) return false;
-  return (std::stoull(status->substr(at + 7), nullptr, 16) >> 24) & 1;  // CAP_SYS_RESOURCE
-}
-
 // A command's task limit (RLIMIT_NPROC, the pids limit less the pids of the
 // init and the spare; all of it for root) follows SetLimits while it runs,
 // unless the command lowered its own. Down always; up only where sbxd has
@@ -114,7 +107,7 @@ TEST_F(LimitsTest, SetLimitsPidsMovesTheTaskLimitOfRunningCommands) {
   CreateOptions o;
   o.pids = 20;
   SBX_SANDBOX(sb, o);
-  const bool can_raise = HasSysResource(daemon().pid());
+  const bool can_raise = ProcHasCapability(daemon().pid(), CAP_SYS_RESOURCE);
   struct Command {
     std::string script;
     ExecOptions options;

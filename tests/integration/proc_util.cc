@@ -142,6 +142,13 @@ std::vector<int64_t> ProcUids(pid_t pid) {
   return uids;
 }
 
+pid_t ProcNsPid(pid_t pid) {
+  std::istringstream in(StatusField(pid, "NSpid"));
+  pid_t last = -1;
+  for (pid_t v; in >> v;) last = v;
+  return last;
+}
+
 int64_t ProcVmRssKb(pid_t pid) {
   std::string v = StatusField(pid, "VmRSS");
   return v.empty() ? -1 : std::stoll(v);
@@ -164,6 +171,12 @@ bool ResetPeakRss(pid_t pid) {
 int ProcThreadCount(pid_t pid) {
   std::string v = StatusField(pid, "Threads");
   return v.empty() ? -1 : std::stoi(v);
+}
+
+bool ProcHasCapability(pid_t pid, int cap) {
+  const std::string eff = StatusField(pid, "CapEff");
+  if (eff.empty() || cap < 0 || cap >= 64) return false;
+  return (std::stoull(eff, nullptr, 16) >> cap) & 1;
 }
 
 long ProcBlockedSyscall(pid_t pid) {
@@ -269,12 +282,13 @@ std::string JoinCgroupPath(const CgroupMount& m, const std::string& path) {
 }
 }  // namespace
 
-std::vector<std::string> OwnCgroupDirs() {
-  std::vector<std::string> dirs;
+namespace {
+// Controller -> this process's path in it, from /proc/self/cgroup; the v2
+// path (the line with no controllers) under "".
+std::map<std::string, std::string> OwnCgroupPaths() {
+  std::map<std::string, std::string> path_of;
   auto self = ReadFile("/proc/self/cgroup");
-  if (!self) return dirs;
-  std::map<std::string, std::string> path_of;  // controller -> path
-  std::string v2_path;
+  if (!self) return path_of;
   for (const auto& line : SplitLines(*self)) {
     size_t a = line.find(':');
     size_t b = line.find(':', a + 1);
@@ -282,31 +296,45 @@ std::vector<std::string> OwnCgroupDirs() {
     std::string ctrls = line.substr(a + 1, b - a - 1);
     std::string path = line.substr(b + 1);
     if (ctrls.empty()) {
-      v2_path = path;
+      path_of[""] = path;
       continue;
     }
     std::stringstream ss(ctrls);
     std::string c;
     while (std::getline(ss, c, ',')) path_of[c] = path;
   }
-  auto mounts = CgroupMounts();
-  bool any_v1 = false;
+  return path_of;
+}
+
+std::string OwnV1Dir(const std::map<std::string, std::string>& path_of,
+                     const std::vector<CgroupMount>& mounts, const std::string& controller) {
+  auto it = path_of.find(controller);
+  if (it == path_of.end()) return "";
+  for (const auto& m : mounts) {
+    if (!m.v2 && m.controllers.count(controller)) return JoinCgroupPath(m, it->second);
+  }
+  return "";
+}
+}  // namespace
+
+std::string OwnV1CgroupDir(const std::string& controller) {
+  return OwnV1Dir(OwnCgroupPaths(), CgroupMounts(), controller);
+}
+
+std::vector<std::string> OwnCgroupDirs() {
+  std::vector<std::string> dirs;
+  const auto path_of = OwnCgroupPaths();
+  const auto mounts = CgroupMounts();
   for (const char* controller : {"memory", "pids", "cpu", "cpuacct"}) {
-    auto it = path_of.find(controller);
-    if (it == path_of.end()) continue;
-    for (const auto& m : mounts) {
-      if (!m.v2 && m.controllers.count(controller)) {
-        std::string dir = JoinCgroupPath(m, it->second);
-        if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
-        any_v1 = true;
-        break;
-      }
+    std::string dir = OwnV1Dir(path_of, mounts, controller);
+    if (!dir.empty() && std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) {
+      dirs.push_back(dir);
     }
   }
-  if (!any_v1) {
+  if (dirs.empty() && path_of.count("")) {
     for (const auto& m : mounts) {
       if (m.v2) {
-        dirs.push_back(JoinCgroupPath(m, v2_path));
+        dirs.push_back(JoinCgroupPath(m, path_of.at("")));
         break;
       }
     }

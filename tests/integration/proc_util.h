@@ -37,6 +37,9 @@ uint64_t ProcStartTime(pid_t pid);
 bool ProcessGone(pid_t pid, uint64_t start_time);
 // Real, effective, saved, fs uid from /proc/<pid>/status.
 std::vector<int64_t> ProcUids(pid_t pid);
+// The pid of `pid` in its innermost pid namespace (the last "NSpid" field);
+// -1 if it cannot be read.
+pid_t ProcNsPid(pid_t pid);
 int64_t ProcVmRssKb(pid_t pid);
 // Peak resident set (VmHWM), since the start or since ResetPeakRss.
 int64_t ProcVmHwmKb(pid_t pid);
@@ -52,6 +55,8 @@ int ProcThreadCount(pid_t pid);
 // The system call `pid` is blocked in (the first field of /proc/<pid>/syscall);
 // -1 if it is running, or the file cannot be read.
 long ProcBlockedSyscall(pid_t pid);
+// Whether capability `cap` is in effect for `pid` (its "CapEff" mask).
+bool ProcHasCapability(pid_t pid, int cap);
 std::vector<pid_t> AllPids();
 // Direct children of `pid` (from /proc/<pid>/task/*/children).
 std::vector<pid_t> ProcChildren(pid_t pid);
@@ -60,6 +65,9 @@ std::vector<pid_t> ProcChildren(pid_t pid);
 // The cgroup directory this process lives in, for each of memory, pids, cpu,
 // cpuacct (deduplicated when co-mounted; one entry on v2).
 std::vector<std::string> OwnCgroupDirs();
+// This process's directory in the v1 hierarchy of `controller`; "" if no v1
+// hierarchy has it.
+std::string OwnV1CgroupDir(const std::string& controller);
 // <own dir>/<parent> for each hierarchy.
 std::vector<std::string> CgroupParentDirs(const std::string& parent);
 // Pids in cgroup.procs of `dir` and all its descendants.

@@ -88,6 +88,50 @@ TEST_F(RestartTest, SandboxesSurviveSigkillOfDaemon) {
   EXPECT_TRUE(ListIds(stub()).empty());
 }
 
+// A sandbox's spare (the process its next command will run in) outlives
+// sbxd like its init, and the restarted sbxd takes it over: the next command
+// runs in it, not in a process forked anew.
+TEST_F(RestartTest, TheSpareIsTakenOverAfterARestart) {
+  v1::Sandbox sb;
+  ASSERT_TRUE(Create(stub(), v1::CreateSandboxRequest(), &sb).ok());
+  // The spare: the only process of the sandbox's one command leaf ("x<n>"),
+  // still sbx-init. It is made on sbxd's worker right after the create.
+  std::string sandbox_dir;
+  for (const std::string& dir : daemon_.CgroupParentDirs()) {
+    if (dir.find("/pids/") != std::string::npos || daemon_.CgroupParentDirs().size() == 1) {
+      sandbox_dir = dir + "/" + sb.id();
+    }
+  }
+  ASSERT_FALSE(sandbox_dir.empty()) << "no pids hierarchy among the daemon's cgroup dirs";
+  pid_t spare = -1;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<std::string> leaves;
+        for (const std::string& name : ListSubdirs(sandbox_dir)) {
+          if (!name.empty() && name[0] == 'x') leaves.push_back(sandbox_dir + "/" + name);
+        }
+        if (leaves.size() != 1 || !IsSpareLeaf(leaves[0])) return false;
+        spare = CgroupProcsRecursive(leaves[0]).at(0);
+        return true;
+      },
+      seconds(10)))
+      << "no spare in " << sandbox_dir;
+  const pid_t spare_in_sandbox = ProcNsPid(spare);
+  ASSERT_GT(spare_in_sandbox, 1);
+
+  daemon_.Kill9();
+  ASSERT_TRUE(daemon_.Restart());
+
+  ExecResult r = RunExec(stub(), MakeStart(sb.id(), {"sh", "-c", "echo $$"}));
+  ASSERT_TRUE(r.Ok()) << r.Describe();
+  EXPECT_EQ(r.out, std::to_string(spare_in_sandbox) + "\n")
+      << "the command did not run in the spare made before the restart";
+
+  ASSERT_TRUE(Destroy(stub(), sb.id()).ok());
+  EXPECT_TRUE(WaitFor([&] { return daemon_.CgroupChildren().empty(); }, seconds(3)));
+  EXPECT_TRUE(daemon_.StateEntriesFor(sb.id()).empty());
+}
+
 TEST_F(RestartTest, RestartCleansUpSandboxesThatDiedMeanwhile) {
   v1::Sandbox live, dead;
   ASSERT_TRUE(Create(stub(), v1::CreateSandboxRequest(), &live).ok());
