@@ -116,6 +116,7 @@ class ExecSession {
   ExecBudget budget_;
   std::unique_ptr<engine::Cgroup> cgroup_;  // the command's own leaf
   uint64_t cpu_timer_ = 0;
+  uint64_t runs_on_timer_ = 0;  // see Manager::CommandRunsOn
   bool cpu_exceeded_ = false;
   int64_t output_bytes_ = 0;
   bool output_truncated_ = false;
@@ -285,6 +286,10 @@ void ExecSession::Begin(std::string sandbox_id, bool tty, ExecBudget budget,
   Outgoing started;
   started.message.mutable_started()->set_pid(pid_);
   Queue(std::move(started));
+  runs_on_timer_ = loop_.AddTimer(absl::Now() + manager::Manager::kCommandRunsOn, [this] {
+    runs_on_timer_ = 0;
+    if (!finished_ && !exit_) manager_.CommandRunsOn(sandbox_id_);
+  });
   if (budget_.cpu_usec > 0 && cgroup_) ScheduleCpuCheck();
   ReadNext();
 }
@@ -725,6 +730,8 @@ void ExecSession::CloseAll() {
   drain_timer_ = 0;
   if (cpu_timer_ != 0) loop_.CancelTimer(cpu_timer_);
   cpu_timer_ = 0;
+  if (runs_on_timer_ != 0) loop_.CancelTimer(runs_on_timer_);
+  runs_on_timer_ = 0;
 }
 
 }  // namespace sbx::api

@@ -38,8 +38,9 @@ int64_t Micros(const google::protobuf::Duration& d) {
 // One command's pipes, from start to exit. Calling thread only.
 class Pump {
  public:
-  Pump(std::string sandbox_id, engine::ExecChannel channel, const CommandSpec& spec)
-      : id_(std::move(sandbox_id)), spec_(spec), pid_(channel.pid),
+  Pump(manager::Manager& manager, std::string sandbox_id, engine::ExecChannel channel,
+       const CommandSpec& spec)
+      : manager_(manager), id_(std::move(sandbox_id)), spec_(spec), pid_(channel.pid),
         cgroup_(std::move(channel.cgroup)) {
     ctl_ = std::move(channel.control);
     in_ = std::move(channel.stdin_fd);
@@ -59,6 +60,7 @@ class Pump {
   void Kill();
   bool Done() const { return exit_.has_value() && !out_.valid() && !err_.valid(); }
 
+  manager::Manager& manager_;
   const std::string id_;
   const CommandSpec& spec_;
   const pid_t pid_;
@@ -70,6 +72,7 @@ class Pump {
   bool drain_expired_ = false;
   bool cpu_exceeded_ = false;
   absl::Time next_cpu_check_ = absl::InfinitePast();
+  absl::Time runs_on_at_ = absl::Now() + manager::Manager::kCommandRunsOn;
   bool output_truncated_ = false;
   int64_t output_bytes_ = 0;
   CommandResult result_;
@@ -102,6 +105,10 @@ absl::StatusOr<CommandResult> Pump::Run(const std::function<bool()>& cancelled) 
       return absl::CancelledError("the client cancelled the run");
     }
     RETURN_IF_ERROR(Step());
+    if (!exit_ && absl::Now() >= runs_on_at_) {
+      runs_on_at_ = absl::InfiniteFuture();
+      manager_.CommandRunsOn(id_);  // the next step finds a spare ready
+    }
     if (!exit_ && !cpu_exceeded_ && spec_.budget.cpu_usec > 0 && cgroup_ &&
         absl::Now() >= next_cpu_check_) {
       next_cpu_check_ = absl::Now() + absl::Milliseconds(kPollIntervalMs);
@@ -248,7 +255,7 @@ absl::StatusOr<CommandResult> RunCommand(manager::Manager& manager,
                                          const CommandSpec& spec,
                                          const std::function<bool()>& cancelled) {
   ASSIGN_OR_RETURN(engine::ExecChannel channel, manager.StartExec(tenant, sandbox_id, spec.params));
-  Pump pump(sandbox_id, std::move(channel), spec);
+  Pump pump(manager, sandbox_id, std::move(channel), spec);
   return pump.Run(cancelled);
 }
 

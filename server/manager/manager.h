@@ -111,6 +111,12 @@ class Manager {
   // sandbox's count (see Record::leaf_oom_kills). Unknown ids are ignored.
   void NoteCommandOomKills(const std::string& id, int64_t kills);
 
+  // A command of the sandbox still runs kCommandRunsOn after its start:
+  // the sandbox gets its next spare process now, in the background, rather
+  // than when the command ends (see worker.cc).
+  static constexpr absl::Duration kCommandRunsOn = absl::Milliseconds(20);
+  void CommandRunsOn(const std::string& sandbox_id);
+
   // A command of the sandbox ended (exited, or its stream went away): its
   // cgroup leaf is removed and the sandbox gets its next spare process, both
   // in the background (see StartWorker); after the sandbox's first command,

@@ -85,6 +85,23 @@ void Manager::CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine
   if (leaf) RemoveCommandLeaf(sandbox_id, std::move(leaf), kill_rest);
 }
 
+void Manager::CommandRunsOn(const std::string& sandbox_id) {
+  // A command that runs a while (a compile) is often followed at once by
+  // the next (the program it built). Made only when the first ends, the
+  // spare would on v1 still be joining its leaf when the next comes, which
+  // would then wait as long (a grace period) joining a leaf of its own.
+  // Made while the first runs, it is ready by then. Not from the start: a
+  // command over within milliseconds (a one-shot's) leaves it to
+  // CommandEnded, and no spare competes with a command's start for the cpu.
+  std::shared_ptr<Record> record;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = registry_.find(sandbox_id);
+    if (it != registry_.end()) record = it->second;
+  }
+  if (record) ScheduleSpare(record);
+}
+
 void Manager::RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
                                 bool kill_rest) {
   auto removal = std::make_shared<LeafRemoval>();

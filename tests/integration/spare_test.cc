@@ -113,6 +113,42 @@ TEST_F(SpareTest, TheNextCommandRunsInTheSpareAndANewOneIsMade) {
   EXPECT_NE(next.pids[0], spare.pids[0]);
 }
 
+// A command that runs a while has the sandbox's next spare made while it
+// runs, so that the command after it (the program a compile built, say)
+// runs in a spare at once: made only when the first ended, on v1 the spare
+// would still be joining its leaf when the next command came.
+TEST_F(SpareTest, TheNextSpareIsMadeWhileACommandRuns) {
+  SBX_SANDBOX(sb);
+  Leaf first;
+  ASSERT_TRUE(WaitForSpare(sb.id(), &first));
+  ExecResult long_one;
+  std::thread running([&] { long_one = Sh(stub(), sb.id(), "sleep 2"); });
+  // Within a second, well before the command ends: a leaf besides the
+  // command's own (the first spare's) that holds a spare.
+  pid_t spare = -1;
+  const bool made = WaitFor(
+      [&] {
+        for (const Leaf& l : Leaves(sb.id())) {
+          if (l.name != first.name && IsSpareLeaf(SandboxCgroup(sb.id()) + "/" + l.name)) {
+            spare = l.pids[0];
+            return true;
+          }
+        }
+        return false;
+      },
+      seconds(1));
+  const pid_t spare_in_sandbox = made ? ProcNsPid(spare) : -1;
+  running.join();
+  ASSERT_TRUE(long_one.Ok()) << long_one.Describe();
+  ASSERT_TRUE(made) << "no spare was made while the command ran";
+  ASSERT_GT(spare_in_sandbox, 1);
+
+  // The next command runs in that spare.
+  ExecResult next = RunExec(stub(), MakeStart(sb.id(), {"sh", "-c", "echo $$"}));
+  ASSERT_TRUE(next.Ok()) << next.Describe();
+  EXPECT_EQ(next.out, std::to_string(spare_in_sandbox) + "\n");
+}
+
 // On cgroup v2 the init starts each spare in its leaf (clone3 with
 // CLONE_INTO_CGROUP), so that no spare waits for a cgroup move; for that it
 // keeps sbxd's cgroup namespace. v1 has no such call: there a spare joins
