@@ -797,8 +797,8 @@ absl::StatusOr<engine::ExecChannel> Manager::StartExec(const std::string& tenant
   }
   if (!channel.ok()) {
     // A spare that failed to start the command is gone too. Otherwise the
-    // next spare is made when this command ends (CommandEnded), so that it
-    // does not take one of the sandbox's pids while the command runs.
+    // next spare is made when this command ends (CommandEnded), or while it
+    // runs if it runs long (CommandRunsOn).
     ScheduleSpare(record);
     Log().debug("sandbox {}: exec {} failed: {}", id, options.argv[0],
                 channel.status().ToString());
