@@ -572,6 +572,12 @@ std::vector<SandboxInfo> Manager::ListSandboxes(const std::string& tenant,
   return out;
 }
 
+std::shared_ptr<Manager::Record> Manager::RecordOf(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = registry_.find(id);
+  return it == registry_.end() ? nullptr : it->second;
+}
+
 absl::StatusOr<std::shared_ptr<Manager::Record>> Manager::FindLocked(const std::string& tenant,
                                                                     const std::string& id) {
   auto it = registry_.find(id);

@@ -160,6 +160,9 @@ class Manager {
   SandboxInfo Snapshot(const std::shared_ptr<Record>& record, bool with_usage = true);
   // Sandboxes that belong to callers (all but the pool's).
   size_t OwnedCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The record of sandbox `id`, whoever owns it (pooled ones too); null if
+  // there is none. Takes mu_.
+  std::shared_ptr<Record> RecordOf(const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
   // NOT_FOUND for an unknown id or one of another tenant.
   absl::StatusOr<std::shared_ptr<Record>> FindLocked(const std::string& tenant,
                                                      const std::string& id)

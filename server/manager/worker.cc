@@ -62,13 +62,7 @@ struct Manager::LeafRemoval {
 
 void Manager::CommandEnded(const std::string& sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
                            bool kill_rest) {
-  std::shared_ptr<Record> record;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = registry_.find(sandbox_id);
-    if (it != registry_.end()) record = it->second;
-  }
-  if (record) {
+  if (std::shared_ptr<Record> record = RecordOf(sandbox_id)) {
     // A sandbox's first command is often its last: create, exec, destroy. A
     // spare made at once would still be joining its leaf when the Destroy
     // comes, in the kernel's uninterruptible wait for the cgroup move (an RCU
@@ -93,13 +87,7 @@ void Manager::CommandRunsOn(const std::string& sandbox_id) {
   // Made while the first runs, it is ready by then. Not from the start: a
   // command over within milliseconds (a one-shot's) leaves it to
   // CommandEnded, and no spare competes with a command's start for the cpu.
-  std::shared_ptr<Record> record;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = registry_.find(sandbox_id);
-    if (it != registry_.end()) record = it->second;
-  }
-  if (record) ScheduleSpare(record);
+  if (std::shared_ptr<Record> record = RecordOf(sandbox_id)) ScheduleSpare(record);
 }
 
 void Manager::RemoveCommandLeaf(std::string sandbox_id, std::unique_ptr<engine::Cgroup> leaf,
