@@ -155,6 +155,36 @@ TEST_F(RunTest, CompilesOnceAndRunsEveryCaseInOrderInOneSandbox) {
   EXPECT_EQ(response.verdict(), v1::VERDICT_WRONG_ANSWER);
 }
 
+// A step that runs a while has the next step's spare process made during
+// it: the case after a 300 ms case runs in a process forked long before it
+// started (its start time, from /proc, is that much older), not in one
+// forked for it then. (The first case may find the spare made with the
+// sandbox, unused by the compile; the second finds only what was made
+// since.)
+TEST_F(RunTest, TheCaseAfterALongOneRunsInASpareMadeDuringIt) {
+  v1::RunRequest request;
+  request.add_compile_argv("true");
+  // Sleeps as long as its input says, then prints its age in clock ticks
+  // (1/100 s): uptime less its start time (field 22 of /proc/<pid>/stat;
+  // the name in field 2 is "sh").
+  const char* sleep_then_age =
+      "read -r wait; sleep \"$wait\"; up=$(cut -d' ' -f1 /proc/uptime); up=${up%.*}${up#*.}; "
+      "echo $((up - $(cut -d' ' -f22 /proc/$$/stat)))";
+  for (const char* arg : {"sh", "-c", sleep_then_age}) request.add_run_argv(arg);
+  AddCase(request, "0.3\n");
+  AddCase(request, "0\n");
+  v1::RunResponse response;
+  grpc::Status s = Run(request, &response);
+  ASSERT_TRUE(s.ok()) << StatusText(s);
+  ASSERT_EQ(response.cases_size(), 2);
+  for (const v1::CaseResult& c : response.cases()) {
+    ASSERT_EQ(c.verdict(), v1::VERDICT_OK) << Describe(c);
+  }
+  // Made 20 ms into the first case, the spare is about 280 ms old; a
+  // process forked for the case would be a tick or two.
+  EXPECT_GE(std::stoi(response.cases(1).stdout()), 15) << Describe(response.cases(1));
+}
+
 TEST_F(RunTest, EachVerdictFromARealProgram) {
   v1::RunRequest request = ProgramRequest();
   struct Want {
