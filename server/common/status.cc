@@ -14,6 +14,7 @@ absl::StatusCode CodeForErrno(int err) {
       return absl::StatusCode::kOk;
     case ENOENT:
     case ESRCH:
+    case ENODEV:  // what the files of a cgroup being removed answer
       return absl::StatusCode::kNotFound;
     case EEXIST:
       return absl::StatusCode::kAlreadyExists;

@@ -191,9 +191,10 @@ absl::Status RemoveCgroupDir(const std::string& dir) {
 
 absl::StatusOr<std::vector<pid_t>> ReadPidsRecursive(const std::string& dir) {
   absl::StatusOr<std::vector<pid_t>> pids = ReadPidsFile(JoinPath(dir, "cgroup.procs"));
-  if (pids.status().code() == absl::StatusCode::kNotFound && !PathExists(dir)) {
-    return std::vector<pid_t>();
-  }
+  // Removed, or being removed (its open files answer ENODEV before its
+  // directory is gone; a sandbox's teardown can meet a command's leaf that
+  // the worker removes): it holds no process, rmdir succeeds only then.
+  if (pids.status().code() == absl::StatusCode::kNotFound) return std::vector<pid_t>();
   if (!pids.ok()) return pids.status();
   absl::StatusOr<std::vector<std::string>> subs = ListSubdirs(dir);
   if (subs.status().code() == absl::StatusCode::kNotFound) return pids;

@@ -1,4 +1,5 @@
 // The cgroup v2 backend against fake cgroupfs trees (version forced to v2).
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -391,6 +392,21 @@ TEST_F(CgroupV2Test, AddProcessWritesCgroupProcs) {
   absl::StatusOr<std::vector<pid_t>> pids = child->Processes();
   ASSERT_TRUE(pids.ok());
   EXPECT_THAT(*pids, ElementsAre(31337));
+}
+
+// A sub-cgroup caught while it is removed (its files answer ENODEV, or are
+// gone, before its directory is) holds no process, and is no error for the
+// listing above it: a sandbox's teardown meets its commands' leaves so.
+TEST_F(CgroupV2Test, ProcessesSkipsASubCgroupBeingRemoved) {
+  std::unique_ptr<CgroupManager> manager = MakeManager();
+  ASSERT_NE(manager, nullptr);
+  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
+  ASSERT_NE(child, nullptr);
+  PutFile(parent_ + "/box/cgroup.procs", "7\n");
+  ASSERT_EQ(::mkdir((parent_ + "/box/x1").c_str(), 0755), 0);  // no cgroup.procs left in it
+  absl::StatusOr<std::vector<pid_t>> pids = child->Processes();
+  ASSERT_TRUE(pids.ok()) << pids.status();
+  EXPECT_THAT(*pids, ElementsAre(7));
 }
 
 TEST_F(CgroupV2Test, KillAllUsesCgroupKill) {
