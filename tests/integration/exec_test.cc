@@ -373,6 +373,13 @@ TEST_F(ExecTest, SlowReaderIsBackPressured) {
   ASSERT_TRUE(s.Start(MakeStart(sb.id(), {"head", "-c", "200M", "/dev/zero"})));
   ASSERT_TRUE(s.CloseStdin());
   ASSERT_TRUE(s.ReadStdoutAtLeast(1 << 20)) << "stream ended early";
+  // A command that runs past 20 ms has the sandbox's next spare made beside
+  // it (Manager::CommandRunsOn): let that happen before the baseline, so
+  // that the window below measures the stream alone. A Get waits for a
+  // spare in the making.
+  std::this_thread::sleep_for(milliseconds(100));
+  v1::Sandbox got;
+  ASSERT_TRUE(Get(stub(), sb.id(), &got).ok());
   const int64_t rss_before = ProcVmRssKb(daemon().pid());
   // The client stops reading (this sleep is the scenario, not synchronisation).
   std::this_thread::sleep_for(seconds(2));
