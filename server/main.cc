@@ -32,6 +32,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -41,6 +42,7 @@
 #include "server/api/service.h"
 #include "server/api/shutdown.h"
 #include "server/api/stream_heap.h"
+#include "server/api/unix_listener.h"
 #include "server/common/file_util.h"
 #include "server/common/status.h"
 #include "server/config/config.h"
@@ -244,9 +246,19 @@ int Serve(const Flags& flags) {
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  absl::StatusOr<std::unique_ptr<sbx::api::UnixListener>> unix_listener =
+      sbx::api::UnixListener::Listen(flags.socket);
+  if (!unix_listener.ok()) {
+    spdlog::critical("could not listen: {}", unix_listener.status().ToString());
+    return 1;
+  }
+  absl::Cleanup remove_socket = [&flags] { ::unlink(flags.socket.c_str()); };
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("unix://", flags.socket),
-                           grpc::InsecureServerCredentials());
+  // The Unix socket's connections are accepted by sbxd (see unix_listener.h).
+  std::shared_ptr<grpc::experimental::ExternalConnectionAcceptor> unix_acceptor =
+      builder.experimental().AddExternalConnectionAcceptor(
+          grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+          grpc::InsecureServerCredentials());
   int tcp_port = 0;
   if (!flags.listen.empty()) {
     builder.AddListeningPort(flags.listen, tcp_credentials, &tcp_port);
@@ -266,17 +278,20 @@ int Serve(const Flags& flags) {
     shutdown.Install(builder, std::move(observers));
   }
 
-  // The socket must never be reachable by others, not even briefly.
-  const mode_t old_umask = ::umask(0177);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ::umask(old_umask);
   if (!server) {
-    spdlog::critical("could not listen on unix://{}{}", flags.socket,
-                     flags.listen.empty() ? "" : absl::StrCat(" and ", flags.listen));
+    spdlog::critical("could not start the gRPC server{}",
+                     flags.listen.empty() ? "" : absl::StrCat(" on ", flags.listen));
     return 1;
   }
-  if (::chmod(flags.socket.c_str(), 0600) != 0) {
-    spdlog::critical("{}", sbx::ErrnoStatus(errno, "chmod " + flags.socket).ToString());
+  if (absl::Status s = (*unix_listener)->Start([unix_acceptor](int listener_fd, int fd) {
+        grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
+        p.listener_fd = listener_fd;
+        p.fd = fd;
+        unix_acceptor->HandleNewConnection(&p);  // owns fd; closes it once the server is down
+      });
+      !s.ok()) {
+    spdlog::critical("{}", s.ToString());
     server->Shutdown();
     return 1;
   }
@@ -313,10 +328,11 @@ int Serve(const Flags& flags) {
   }
   spdlog::info("received {}; shutting down (sandboxes keep running)", strsignal(signo));
   shutdown.Run(*server, **loop);
+  (*unix_listener)->Stop();  // after the server: until then a new call gets a clear refusal
   loop->reset();  // after the server: exec streams finish on the loop
   sbx::api::Metrics::Global().StopServing();  // reads the manager
   (*manager)->Shutdown();
-  ::unlink(flags.socket.c_str());
+  std::move(remove_socket).Invoke();
   manager->reset();  // joins its threads and waits for the spawner to exit
   spdlog::info("sbxd stopped");
   EndWithoutGrpcTeardown();

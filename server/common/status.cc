@@ -17,6 +17,7 @@ absl::StatusCode CodeForErrno(int err) {
     case ENODEV:  // what the files of a cgroup being removed answer
       return absl::StatusCode::kNotFound;
     case EEXIST:
+    case EADDRINUSE:  // a socket path bound already
       return absl::StatusCode::kAlreadyExists;
     case EACCES:
     case EPERM:

@@ -19,6 +19,7 @@ using ::testing::HasSubstr;
 TEST(ErrnoStatusTest, MapsCodesAndKeepsContext) {
   EXPECT_EQ(ErrnoStatus(ENOENT, "x").code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(ErrnoStatus(ENODEV, "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ErrnoStatus(EADDRINUSE, "x").code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(ErrnoStatus(EEXIST, "x").code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(ErrnoStatus(EACCES, "x").code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(ErrnoStatus(EBUSY, "x").code(), absl::StatusCode::kFailedPrecondition);
