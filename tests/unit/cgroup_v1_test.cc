@@ -30,6 +30,7 @@ namespace {
 using ::sbx::engine::cgroup_internal::FileWrite;
 using ::sbx::engine::cgroup_internal::V1MemoryLimitWrites;
 using ::sbx::testing::Exists;
+using ::sbx::testing::FakeCgroupTest;
 using ::sbx::testing::PopulateFiles;
 using ::sbx::testing::PutFile;
 using ::sbx::testing::ReadFile;
@@ -49,7 +50,7 @@ constexpr const char* kSelfCgroup =
     "1:freezer:/\n"
     "0::/user.slice/session-1.scope\n";
 
-class CgroupV1Test : public ::testing::Test {
+class CgroupV1Test : public FakeCgroupTest {
  protected:
   void SetUp() override {
     root_ = tmp_.path() + "/cgroup";
@@ -66,16 +67,10 @@ class CgroupV1Test : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<CgroupManager> MakeManager() {
-    absl::StatusOr<std::unique_ptr<CgroupManager>> manager = CgroupManager::Create(options_);
-    EXPECT_TRUE(manager.ok()) << manager.status();
-    return manager.ok() ? std::move(*manager) : nullptr;
-  }
-
   // Creates a child and the interface files the kernel would put in it.
   // Files sbx writes start empty so that what it wrote reads back exactly;
   // memory.limit_in_bytes starts small so that setting it is a raise.
-  std::unique_ptr<Cgroup> MakeChild(CgroupManager& manager, const std::string& name) {
+  std::unique_ptr<Cgroup> MakeChild(CgroupManager& manager, const std::string& name) override {
     absl::StatusOr<std::unique_ptr<Cgroup>> child = manager.CreateChild(name);
     EXPECT_TRUE(child.ok()) << child.status();
     PopulateFiles(memory_ + "/" + name, {{"cgroup.procs", ""},
@@ -88,9 +83,7 @@ class CgroupV1Test : public ::testing::Test {
     return child.ok() ? std::move(*child) : nullptr;
   }
 
-  TempDir tmp_;
   std::string root_, memory_, cpu_, pids_;
-  CgroupOptions options_;
 };
 
 TEST_F(CgroupV1Test, CreatesParentInEachHierarchyBelowOwnCgroup) {
@@ -149,11 +142,8 @@ TEST_F(CgroupV1Test, MalformedSelfCgroupIsAnError) {
 }
 
 TEST_F(CgroupV1Test, SetLimitsWritesV1Files) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  ASSERT_TRUE(child->SetLimits({64 << 20, 0.5, 16}).ok());
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  ASSERT_TRUE(box_->SetLimits({64 << 20, 0.5, 16}).ok());
   EXPECT_EQ(ReadFile(memory_ + "/box/memory.limit_in_bytes"), "67108864");
   EXPECT_EQ(ReadFile(memory_ + "/box/memory.memsw.limit_in_bytes"), "67108864");
   EXPECT_EQ(ReadFile(memory_ + "/box/memory.swappiness"), "0");
@@ -163,14 +153,11 @@ TEST_F(CgroupV1Test, SetLimitsWritesV1Files) {
 }
 
 TEST_F(CgroupV1Test, WithoutMemswOnlyTheLimitIsWritten) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   std::filesystem::remove(memory_ + "/box/memory.memsw.limit_in_bytes");
   Limits limits;
   limits.memory_bytes = 1 << 20;
-  ASSERT_TRUE(child->SetLimits(limits).ok());
+  ASSERT_TRUE(box_->SetLimits(limits).ok());
   EXPECT_EQ(ReadFile(memory_ + "/box/memory.limit_in_bytes"), "1048576");
   EXPECT_FALSE(Exists(memory_ + "/box/memory.memsw.limit_in_bytes"));
 }
@@ -193,12 +180,9 @@ TEST(V1MemoryLimitWritesTest, WithoutMemswOnlyLimit) {
 }
 
 TEST_F(CgroupV1Test, GetLimitsRoundTrip) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  ASSERT_TRUE(child->SetLimits({256 << 20, 1.5, 64}).ok());
-  absl::StatusOr<Limits> limits = child->GetLimits();
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  ASSERT_TRUE(box_->SetLimits({256 << 20, 1.5, 64}).ok());
+  absl::StatusOr<Limits> limits = box_->GetLimits();
   ASSERT_TRUE(limits.ok()) << limits.status();
   EXPECT_EQ(limits->memory_bytes, 256 << 20);
   EXPECT_DOUBLE_EQ(limits->cpus.value_or(0), 1.5);
@@ -206,14 +190,11 @@ TEST_F(CgroupV1Test, GetLimitsRoundTrip) {
 }
 
 TEST_F(CgroupV1Test, UnlimitedReadsBackAsUnset) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PopulateFiles(memory_ + "/box", {{"memory.limit_in_bytes", kUnlimited}});
   PopulateFiles(cpu_ + "/box", {{"cpu.cfs_quota_us", "-1\n"}, {"cpu.cfs_period_us", "100000\n"}});
   PopulateFiles(pids_ + "/box", {{"pids.max", "max\n"}});
-  absl::StatusOr<Limits> limits = child->GetLimits();
+  absl::StatusOr<Limits> limits = box_->GetLimits();
   ASSERT_TRUE(limits.ok()) << limits.status();
   EXPECT_FALSE(limits->memory_bytes.has_value());
   EXPECT_FALSE(limits->cpus.has_value());
@@ -221,17 +202,14 @@ TEST_F(CgroupV1Test, UnlimitedReadsBackAsUnset) {
 }
 
 TEST_F(CgroupV1Test, GetUsageParsesKernelFiles) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PopulateFiles(memory_ + "/box",
                 {{"memory.usage_in_bytes", "1000\n"},
                  {"memory.max_usage_in_bytes", "2000\n"},
                  {"memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"}});
   PopulateFiles(cpu_ + "/box", {{"cpuacct.usage", "5000999\n"}});
   PopulateFiles(pids_ + "/box", {{"pids.current", "2\n"}});
-  absl::StatusOr<Usage> usage = child->GetUsage();
+  absl::StatusOr<Usage> usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 1000);
   EXPECT_EQ(usage->memory_peak_bytes, 2000);
@@ -241,7 +219,7 @@ TEST_F(CgroupV1Test, GetUsageParsesKernelFiles) {
 
   // Kernels before 4.13 have no oom_kill line.
   PutFile(memory_ + "/box/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n");
-  usage = child->GetUsage();
+  usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->oom_kills, 0);
 }
@@ -249,22 +227,19 @@ TEST_F(CgroupV1Test, GetUsageParsesKernelFiles) {
 // A command's leaf reads its usage through files it opened once: each read
 // must see what the file says now, not what it said when opened.
 TEST_F(CgroupV1Test, UsageFilesKeptOpenAreReadAnew) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PopulateFiles(memory_ + "/box", {{"memory.usage_in_bytes", "1000\n"},
                                    {"memory.max_usage_in_bytes", "2000\n"},
                                    {"memory.oom_control", "oom_kill 0\n"}});
   PopulateFiles(cpu_ + "/box", {{"cpuacct.usage", "5000\n"}});
   PopulateFiles(pids_ + "/box", {{"pids.current", "1\n"}});
-  ASSERT_TRUE(child->KeepUsageFilesOpen().ok());
+  ASSERT_TRUE(box_->KeepUsageFilesOpen().ok());
 
   // Longer than before, and shorter again: nothing of the old text stays.
   PutFile(memory_ + "/box/memory.usage_in_bytes", "123456789\n");
   PutFile(memory_ + "/box/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n");
   PutFile(pids_ + "/box/pids.current", "7\n");
-  absl::StatusOr<Usage> usage = child->GetUsage();
+  absl::StatusOr<Usage> usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 123456789);
   EXPECT_EQ(usage->memory_peak_bytes, 2000);
@@ -273,7 +248,7 @@ TEST_F(CgroupV1Test, UsageFilesKeptOpenAreReadAnew) {
   EXPECT_EQ(usage->oom_kills, 4);
 
   PutFile(memory_ + "/box/memory.usage_in_bytes", "9\n");
-  usage = child->GetUsage();
+  usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 9);
 
@@ -283,49 +258,40 @@ TEST_F(CgroupV1Test, UsageFilesKeptOpenAreReadAnew) {
   for (int i = 0; i < 500; ++i) absl::StrAppend(&long_text, "padding_", 1000 + i, " 12345\n");
   ASSERT_GT(long_text.size(), 2u * 4096);
   PutFile(memory_ + "/box/memory.oom_control", long_text + "oom_kill 6\n");
-  usage = child->GetUsage();
+  usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->oom_kills, 6);
 
   // Garbage is still an error, not a stale value.
   PutFile(pids_ + "/box/pids.current", "many\n");
-  EXPECT_EQ(child->GetUsage().status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(box_->GetUsage().status().code(), absl::StatusCode::kInternal);
 }
 
 // Without the files there is nothing to keep open: the leaf says so.
 TEST_F(CgroupV1Test, KeepingMissingUsageFilesOpenFails) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  EXPECT_EQ(child->KeepUsageFilesOpen().code(), absl::StatusCode::kNotFound);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  EXPECT_EQ(box_->KeepUsageFilesOpen().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(CgroupV1Test, RejectsBadLimitsAndChangesNothing) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  EXPECT_EQ(child->SetLimits({0, 1.0, 10}).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(child->SetLimits({1 << 20, 0.0, 10}).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(child->SetLimits({1 << 20, 1.0, 0}).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  EXPECT_EQ(box_->SetLimits({0, 1.0, 10}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(box_->SetLimits({1 << 20, 0.0, 10}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(box_->SetLimits({1 << 20, 1.0, 0}).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReadFile(memory_ + "/box/memory.limit_in_bytes"), "4096\n");
   EXPECT_EQ(ReadFile(cpu_ + "/box/cpu.cfs_quota_us"), "");
   EXPECT_EQ(ReadFile(pids_ + "/box/pids.max"), "");
 }
 
 TEST_F(CgroupV1Test, AddProcessJoinsEveryHierarchyAndProcessesUnions) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  ASSERT_TRUE(child->AddProcess(4242).ok());
-  for (const std::string& dir : child->Paths()) {
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  ASSERT_TRUE(box_->AddProcess(4242).ok());
+  for (const std::string& dir : box_->Paths()) {
     EXPECT_EQ(ReadFile(dir + "/cgroup.procs"), "4242") << dir;
   }
   PutFile(memory_ + "/box/cgroup.procs", "1\n2\n");
   PutFile(pids_ + "/box/cgroup.procs", "2\n3\n");
-  absl::StatusOr<std::vector<pid_t>> pids = child->Processes();
+  absl::StatusOr<std::vector<pid_t>> pids = box_->Processes();
   ASSERT_TRUE(pids.ok()) << pids.status();
   EXPECT_THAT(*pids, ElementsAre(1, 2, 3, 4242));
 }

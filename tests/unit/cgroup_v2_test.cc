@@ -17,6 +17,7 @@ namespace sbx::engine {
 namespace {
 
 using ::sbx::testing::Exists;
+using ::sbx::testing::FakeCgroupTest;
 using ::sbx::testing::PopulateFiles;
 using ::sbx::testing::PutFile;
 using ::sbx::testing::ReadFile;
@@ -27,7 +28,7 @@ using ::testing::HasSubstr;
 
 constexpr const char* kOwnPath = "/user.slice/sbxd.service";
 
-class CgroupV2Test : public ::testing::Test {
+class CgroupV2Test : public FakeCgroupTest {
  protected:
   void SetUp() override {
     root_ = tmp_.path() + "/cgroup";
@@ -49,14 +50,8 @@ class CgroupV2Test : public ::testing::Test {
                   {{"cgroup.controllers", "cpu memory pids\n"}, {"cgroup.subtree_control", ""}});
   }
 
-  std::unique_ptr<CgroupManager> MakeManager() {
-    absl::StatusOr<std::unique_ptr<CgroupManager>> manager = CgroupManager::Create(options_);
-    EXPECT_TRUE(manager.ok()) << manager.status();
-    return manager.ok() ? std::move(*manager) : nullptr;
-  }
-
   // Creates a child and the interface files the kernel would put in it.
-  std::unique_ptr<Cgroup> MakeChild(CgroupManager& manager, const std::string& name) {
+  std::unique_ptr<Cgroup> MakeChild(CgroupManager& manager, const std::string& name) override {
     absl::StatusOr<std::unique_ptr<Cgroup>> child = manager.CreateChild(name);
     EXPECT_TRUE(child.ok()) << child.status();
     PopulateFiles(parent_ + "/" + name, {{"cgroup.procs", ""},
@@ -67,9 +62,7 @@ class CgroupV2Test : public ::testing::Test {
     return child.ok() ? std::move(*child) : nullptr;
   }
 
-  TempDir tmp_;
   std::string root_, own_, parent_;
-  CgroupOptions options_;
 };
 
 TEST_F(CgroupV2Test, MovesDaemonToLeafThenEnablesControllers) {
@@ -139,11 +132,8 @@ TEST_F(CgroupV2Test, MissingControllerIsReportedOnUse) {
 }
 
 TEST_F(CgroupV2Test, SetLimitsWritesV2Formats) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  ASSERT_TRUE(child->SetLimits({64 << 20, 0.5, 16}).ok());
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  ASSERT_TRUE(box_->SetLimits({64 << 20, 0.5, 16}).ok());
   const std::string dir = parent_ + "/box";
   EXPECT_EQ(ReadFile(dir + "/memory.max"), "67108864");
   EXPECT_EQ(ReadFile(dir + "/memory.swap.max"), "0");
@@ -152,37 +142,28 @@ TEST_F(CgroupV2Test, SetLimitsWritesV2Formats) {
 }
 
 TEST_F(CgroupV2Test, SetLimitsLeavesUnsetLimitsAlone) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   Limits limits;
   limits.pids = 7;
-  ASSERT_TRUE(child->SetLimits(limits).ok());
+  ASSERT_TRUE(box_->SetLimits(limits).ok());
   EXPECT_EQ(ReadFile(parent_ + "/box/pids.max"), "7");
   EXPECT_EQ(ReadFile(parent_ + "/box/memory.max"), "");
   EXPECT_EQ(ReadFile(parent_ + "/box/cpu.max"), "");
 }
 
 TEST_F(CgroupV2Test, MissingSwapMaxIsFine) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   std::filesystem::remove(parent_ + "/box/memory.swap.max");
   Limits limits;
   limits.memory_bytes = 1 << 20;
-  EXPECT_TRUE(child->SetLimits(limits).ok());
+  EXPECT_TRUE(box_->SetLimits(limits).ok());
   EXPECT_EQ(ReadFile(parent_ + "/box/memory.max"), "1048576");
 }
 
 TEST_F(CgroupV2Test, GetLimitsRoundTrip) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  ASSERT_TRUE(child->SetLimits({256 << 20, 1.25, 64}).ok());
-  absl::StatusOr<Limits> limits = child->GetLimits();
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  ASSERT_TRUE(box_->SetLimits({256 << 20, 1.25, 64}).ok());
+  absl::StatusOr<Limits> limits = box_->GetLimits();
   ASSERT_TRUE(limits.ok()) << limits.status();
   EXPECT_EQ(limits->memory_bytes, 256 << 20);
   EXPECT_DOUBLE_EQ(limits->cpus.value_or(0), 1.25);
@@ -190,13 +171,10 @@ TEST_F(CgroupV2Test, GetLimitsRoundTrip) {
 }
 
 TEST_F(CgroupV2Test, MaxReadsBackAsUnset) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PopulateFiles(parent_ + "/box",
                 {{"memory.max", "max\n"}, {"cpu.max", "max 100000\n"}, {"pids.max", "max\n"}});
-  absl::StatusOr<Limits> limits = child->GetLimits();
+  absl::StatusOr<Limits> limits = box_->GetLimits();
   ASSERT_TRUE(limits.ok()) << limits.status();
   EXPECT_FALSE(limits->memory_bytes.has_value());
   EXPECT_FALSE(limits->cpus.has_value());
@@ -204,29 +182,23 @@ TEST_F(CgroupV2Test, MaxReadsBackAsUnset) {
 }
 
 TEST_F(CgroupV2Test, GarbageInLimitFileIsAnError) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PopulateFiles(parent_ + "/box",
                 {{"memory.max", "max\n"}, {"cpu.max", "lots\n"}, {"pids.max", "max\n"}});
-  absl::StatusOr<Limits> limits = child->GetLimits();
+  absl::StatusOr<Limits> limits = box_->GetLimits();
   EXPECT_EQ(limits.status().code(), absl::StatusCode::kInternal);
   EXPECT_THAT(limits.status().message(), HasSubstr("cpu.max"));
 }
 
 TEST_F(CgroupV2Test, GetUsageParsesKernelFiles) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PopulateFiles(parent_ + "/box",
                 {{"memory.current", "1234\n"},
                  {"memory.peak", "5678\n"},
                  {"cpu.stat", "usage_usec 4200\nuser_usec 3000\nsystem_usec 1200\n"},
                  {"pids.current", "3\n"},
                  {"memory.events", "low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n"}});
-  absl::StatusOr<Usage> usage = child->GetUsage();
+  absl::StatusOr<Usage> usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 1234);
   EXPECT_EQ(usage->memory_peak_bytes, 5678);
@@ -236,24 +208,21 @@ TEST_F(CgroupV2Test, GetUsageParsesKernelFiles) {
 }
 
 TEST_F(CgroupV2Test, UsageFilesKeptOpenAreReadAnew) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   const std::string dir = parent_ + "/box";
   PopulateFiles(dir, {{"memory.current", "1\n"},
                       {"memory.peak", "1\n"},
                       {"cpu.stat", "usage_usec 1\n"},
                       {"pids.current", "1\n"},
                       {"memory.events", "oom_kill 0\n"}});
-  ASSERT_TRUE(child->KeepUsageFilesOpen().ok());
+  ASSERT_TRUE(box_->KeepUsageFilesOpen().ok());
   // Opened, not read: the text comes from the read.
   PopulateFiles(dir, {{"memory.current", "4096\n"},
                       {"memory.peak", "8192\n"},
                       {"cpu.stat", "usage_usec 777\nuser_usec 700\nsystem_usec 77\n"},
                       {"pids.current", "5\n"},
                       {"memory.events", "low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n"}});
-  absl::StatusOr<Usage> usage = child->GetUsage();
+  absl::StatusOr<Usage> usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 4096);
   EXPECT_EQ(usage->memory_peak_bytes, 8192);
@@ -264,45 +233,36 @@ TEST_F(CgroupV2Test, UsageFilesKeptOpenAreReadAnew) {
 
 // Kernels before 5.19 have no memory.peak: keeping the others open works.
 TEST_F(CgroupV2Test, UsageFilesKeptOpenWithoutMemoryPeak) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   const std::string dir = parent_ + "/box";
   PopulateFiles(dir, {{"memory.current", "300\n"},
                       {"cpu.stat", "usage_usec 1\n"},
                       {"pids.current", "1\n"},
                       {"memory.events", "oom_kill 0\n"}});
-  ASSERT_TRUE(child->KeepUsageFilesOpen().ok());
+  ASSERT_TRUE(box_->KeepUsageFilesOpen().ok());
   PutFile(dir + "/memory.current", "200\n");
-  absl::StatusOr<Usage> usage = child->GetUsage();
+  absl::StatusOr<Usage> usage = box_->GetUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->memory_bytes, 200);
   EXPECT_EQ(usage->memory_peak_bytes, 200);
 }
 
 TEST_F(CgroupV2Test, PeakWithoutMemoryPeakIsHighestSeen) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   const std::string dir = parent_ + "/box";
   PopulateFiles(
       dir,
       {{"cpu.stat", "usage_usec 1\n"}, {"pids.current", "1\n"}, {"memory.events", "oom_kill 0\n"}});
   for (auto [current, peak] : {std::pair{100, 100}, {50, 100}, {300, 300}}) {
     PutFile(dir + "/memory.current", absl::StrCat(current));
-    absl::StatusOr<Usage> usage = child->GetUsage();
+    absl::StatusOr<Usage> usage = box_->GetUsage();
     ASSERT_TRUE(usage.ok()) << usage.status();
     EXPECT_EQ(usage->memory_peak_bytes, peak) << "current " << current;
   }
 }
 
 TEST_F(CgroupV2Test, RejectsBadLimitsAndChangesNothing) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   const Limits bad[] = {
       {0, std::nullopt, std::nullopt},
       {-1, std::nullopt, std::nullopt},
@@ -313,7 +273,7 @@ TEST_F(CgroupV2Test, RejectsBadLimitsAndChangesNothing) {
       {64 << 20, 1.0, 0},
   };
   for (const Limits& limits : bad) {
-    EXPECT_EQ(child->SetLimits(limits).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(box_->SetLimits(limits).code(), absl::StatusCode::kInvalidArgument);
   }
   EXPECT_EQ(ReadFile(parent_ + "/box/memory.max"), "");
   EXPECT_EQ(ReadFile(parent_ + "/box/cpu.max"), "");
@@ -363,12 +323,9 @@ TEST_F(CgroupV2Test, RemoveToleratesMissingDirectory) {
 }
 
 TEST_F(CgroupV2Test, RemoveOfBusyCgroupNamesProcesses) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PutFile(parent_ + "/box/cgroup.procs", "4242\n");
-  absl::Status status = child->Remove();
+  absl::Status status = box_->Remove();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(status.message(), HasSubstr("4242"));
 }
@@ -383,13 +340,10 @@ TEST_F(CgroupV2Test, RemoveParentFailsWhileChildrenRemain) {
 }
 
 TEST_F(CgroupV2Test, AddProcessWritesCgroupProcs) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
-  ASSERT_TRUE(child->AddProcess(31337).ok());
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
+  ASSERT_TRUE(box_->AddProcess(31337).ok());
   EXPECT_EQ(ReadFile(parent_ + "/box/cgroup.procs"), "31337");
-  absl::StatusOr<std::vector<pid_t>> pids = child->Processes();
+  absl::StatusOr<std::vector<pid_t>> pids = box_->Processes();
   ASSERT_TRUE(pids.ok());
   EXPECT_THAT(*pids, ElementsAre(31337));
 }
@@ -398,40 +352,31 @@ TEST_F(CgroupV2Test, AddProcessWritesCgroupProcs) {
 // gone, before its directory is) holds no process, and is no error for the
 // listing above it: a sandbox's teardown meets its commands' leaves so.
 TEST_F(CgroupV2Test, ProcessesSkipsASubCgroupBeingRemoved) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PutFile(parent_ + "/box/cgroup.procs", "7\n");
   ASSERT_EQ(::mkdir((parent_ + "/box/x1").c_str(), 0755), 0);  // no cgroup.procs left in it
-  absl::StatusOr<std::vector<pid_t>> pids = child->Processes();
+  absl::StatusOr<std::vector<pid_t>> pids = box_->Processes();
   ASSERT_TRUE(pids.ok()) << pids.status();
   EXPECT_THAT(*pids, ElementsAre(7));
 }
 
 TEST_F(CgroupV2Test, KillAllUsesCgroupKill) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   PutFile(parent_ + "/box/cgroup.kill", "");
   // The fake cgroup is empty, as the kernel would leave it after the kill.
-  EXPECT_TRUE(child->KillAll(100).ok());
+  EXPECT_TRUE(box_->KillAll(100).ok());
   EXPECT_EQ(ReadFile(parent_ + "/box/cgroup.kill"), "1");
 }
 
 TEST_F(CgroupV2Test, KillAllWithoutCgroupKillFreezesKillsAndThaws) {
-  std::unique_ptr<CgroupManager> manager = MakeManager();
-  ASSERT_NE(manager, nullptr);
-  std::unique_ptr<Cgroup> child = MakeChild(*manager, "box");
-  ASSERT_NE(child, nullptr);
+  ASSERT_NO_FATAL_FAILURE(MakeBox());
   SleepingChild victim;
   ASSERT_GT(victim.pid(), 0);
   PopulateFiles(parent_ + "/box", {{"cgroup.freeze", ""}});
   PutFile(parent_ + "/box/cgroup.procs", absl::StrCat(victim.pid(), "\n"));
   // A fake cgroup.procs never empties: the process is killed, then the wait
   // for an empty cgroup times out naming the pid still listed.
-  absl::Status status = child->KillAll(50);
+  absl::Status status = box_->KillAll(50);
   EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(status.message(), HasSubstr(absl::StrCat(victim.pid())));
   const int wstatus = victim.Wait();

@@ -14,11 +14,13 @@
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <utility>
 
 #include "gtest/gtest.h"
+#include "server/engine/cgroup.h"
 
 namespace sbx::testing {
 
@@ -68,6 +70,38 @@ inline std::string ReadFile(const std::string& path) {
 inline bool Exists(const std::string& path) {
   return std::filesystem::exists(std::filesystem::symlink_status(path));
 }
+
+// The manager of the fake tree `options` names, or null after a failure.
+inline std::unique_ptr<engine::CgroupManager> MakeCgroupManager(
+    const engine::CgroupOptions& options) {
+  absl::StatusOr<std::unique_ptr<engine::CgroupManager>> manager =
+      engine::CgroupManager::Create(options);
+  EXPECT_TRUE(manager.ok()) << manager.status();
+  return manager.ok() ? std::move(*manager) : nullptr;
+}
+
+// A fixture over a fake tree in tmp_: a test fills options_ (SetUp), and
+// MakeChild puts in a new child the files the kernel would.
+class FakeCgroupTest : public ::testing::Test {
+ protected:
+  virtual std::unique_ptr<engine::Cgroup> MakeChild(engine::CgroupManager& manager,
+                                                    const std::string& name) = 0;
+
+  std::unique_ptr<engine::CgroupManager> MakeManager() { return MakeCgroupManager(options_); }
+
+  // What most tests start from: a manager and its child "box".
+  void MakeBox() {
+    manager_ = MakeManager();
+    ASSERT_NE(manager_, nullptr);
+    box_ = MakeChild(*manager_, "box");
+    ASSERT_NE(box_, nullptr);
+  }
+
+  TempDir tmp_;
+  engine::CgroupOptions options_;
+  std::unique_ptr<engine::CgroupManager> manager_;  // set by MakeBox
+  std::unique_ptr<engine::Cgroup> box_;
+};
 
 // A forked child that sleeps until killed; the destructor kills and reaps
 // it if the test has not.
