@@ -83,6 +83,19 @@ WriteOutcome Write(Stub& stub, const std::string& id, const std::vector<Entry>& 
   return out;
 }
 
+// One WriteFiles stream of exactly `messages`, for malformed streams.
+grpc::Status WriteMessages(Stub& stub, const std::vector<v1::WriteFilesRequest>& messages) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, std::chrono::milliseconds(10000));
+  v1::WriteFilesResponse response;
+  auto writer = stub.WriteFiles(&ctx, &response);
+  for (const v1::WriteFilesRequest& message : messages) {
+    if (!writer->Write(message)) break;
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
 WriteOutcome WriteOne(Stub& stub, const std::string& id, const std::string& path,
                       const std::string& content, uint32_t mode = 0,
                       const std::string& user = "") {
@@ -412,49 +425,24 @@ TEST_F(FilesTest, BadRequestsGetClearCodes) {
     EXPECT_EQ(r.status.error_code(), grpc::INVALID_ARGUMENT) << StatusText(r.status);
   }
 
-  {  // chunk before any header
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(10000));
-    v1::WriteFilesResponse resp;
-    auto writer = stub().WriteFiles(&ctx, &resp);
-    v1::WriteFilesRequest req;
-    req.set_sandbox_id(sb.id());
-    writer->Write(req);
-    req.set_chunk("orphan");
-    writer->Write(req);
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
-    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
-  }
-  {  // first message without sandbox_id
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(10000));
-    v1::WriteFilesResponse resp;
-    auto writer = stub().WriteFiles(&ctx, &resp);
-    v1::WriteFilesRequest req;
-    req.mutable_file()->set_path("x");
-    writer->Write(req);
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
-    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
-  }
-  {  // announced size not met
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, std::chrono::milliseconds(10000));
-    v1::WriteFilesResponse resp;
-    auto writer = stub().WriteFiles(&ctx, &resp);
-    v1::WriteFilesRequest req;
-    req.set_sandbox_id(sb.id());
-    writer->Write(req);
-    req.mutable_file()->set_path("short");
-    req.mutable_file()->set_size(10);
-    writer->Write(req);
-    req.set_chunk("abc");
-    writer->Write(req);
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
-    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
-  }
+  v1::WriteFilesRequest first;
+  first.set_sandbox_id(sb.id());
+  v1::WriteFilesRequest orphan_chunk;
+  orphan_chunk.set_chunk("orphan");
+  grpc::Status s = WriteMessages(stub(), {first, orphan_chunk});  // a chunk before any header
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
+
+  v1::WriteFilesRequest header;
+  header.mutable_file()->set_path("x");
+  s = WriteMessages(stub(), {header});  // the first message without sandbox_id
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
+
+  header.mutable_file()->set_path("short");
+  header.mutable_file()->set_size(10);
+  v1::WriteFilesRequest three_bytes;
+  three_bytes.set_chunk("abc");
+  s = WriteMessages(stub(), {first, header, three_bytes});  // the announced size not met
+  EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << StatusText(s);
   // A file where a directory is, and the other way round.
   ASSERT_TRUE(Write(stub(), sb.id(), {Dir("d")}).status.ok());
   w = WriteOne(stub(), sb.id(), "d", "x");
