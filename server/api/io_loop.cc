@@ -170,8 +170,9 @@ void IoLoop::Run() {
     }
     int n = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, TimeoutMs());
     if (n < 0) {
-      if (errno == EINTR) continue;
-      Log().critical("exec loop: {}", ErrnoStatus(errno, "epoll_wait").ToString());
+      const int err = errno;  // before Log(), whose first use may change errno
+      if (err == EINTR) continue;
+      Log().critical("exec loop: {}", ErrnoStatus(err, "epoll_wait").ToString());
       std::abort();  // every exec stream would hang; better to restart sbxd
     }
     for (int i = 0; i < n; ++i) {

@@ -102,7 +102,8 @@ void UnixListener::AcceptLoop() {
   for (;;) {
     const int ready = ::poll(fds, 2, timeout_ms);
     if (ready < 0 && errno != EINTR) {
-      Log().error("{}; no more connections are accepted", ErrnoStatus(errno, "poll").ToString());
+      const int err = errno;
+      Log().error("{}; no more connections are accepted", ErrnoStatus(err, "poll").ToString());
       return;
     }
     if (fds[1].revents != 0) return;  // Stop
@@ -114,9 +115,10 @@ void UnixListener::AcceptLoop() {
         handler_(listen_fd_.get(), fd);
         continue;
       }
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN) {  // EMFILE, ENFILE, ENOBUFS, ENOMEM
-        Log().warn("{}; retrying in {} ms", ErrnoStatus(errno, "accepting a connection").ToString(),
+      const int err = errno;  // before Log(), whose first use may change errno
+      if (err == EINTR || err == ECONNABORTED) continue;
+      if (err != EAGAIN) {  // EMFILE, ENFILE, ENOBUFS, ENOMEM
+        Log().warn("{}; retrying in {} ms", ErrnoStatus(err, "accepting a connection").ToString(),
                    kOutOfResourcesPauseMs);
         // Only the eventfd is watched until then: the socket stays readable.
         fds[0].events = 0;

@@ -1,11 +1,13 @@
 #include "server/api/unix_listener.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -35,16 +37,19 @@ class UnixListenerTest : public ::testing::Test {
   // A client connection to path_, or -1 with errno set.
   int Connect() const {
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (!ConnectSocket(fd)) {
       const int err = errno;
       ::close(fd);
       errno = err;
       return -1;
     }
     return fd;
+  }
+  bool ConnectSocket(int fd) const {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+    return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
   }
 
   std::string dir_;
@@ -140,6 +145,50 @@ TEST_F(UnixListenerTest, AfterStopConnectsAreRefused) {
   EXPECT_EQ(fds.size(), 1u);
   for (int fd : fds) ::close(fd);
   ::close(before);
+}
+
+absl::Duration ProcessCpuTime() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime);
+}
+
+// Out of fds, the listener waits (the connection stays in the backlog)
+// instead of spinning on a socket that stays readable, and takes the
+// connection once an fd is free again.
+TEST_F(UnixListenerTest, OutOfFdsItWaitsInsteadOfSpinning) {
+  absl::StatusOr<std::unique_ptr<UnixListener>> listener = UnixListener::Listen(path_);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  Accepted accepted;
+  ASSERT_TRUE((*listener)->Start(accepted.Handler()).ok());
+  const int client = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+
+  rlimit old_limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old_limit), 0);
+  rlimit low = old_limit;
+  low.rlim_cur = std::min<rlim_t>(old_limit.rlim_cur, 512);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::dup(client)) >= 0;) fillers.push_back(fd);
+  ASSERT_EQ(errno, EMFILE);
+
+  ASSERT_TRUE(ConnectSocket(client)) << std::strerror(errno);  // queued in the backlog
+  const absl::Duration cpu_before = ProcessCpuTime();
+  absl::SleepFor(absl::Milliseconds(500));
+  const absl::Duration cpu_spent = ProcessCpuTime() - cpu_before;
+  EXPECT_LT(cpu_spent, absl::Milliseconds(100)) << "accept was retried without a pause";
+  EXPECT_TRUE(accepted.WaitFor(0).empty());
+
+  ::close(fillers.back());
+  fillers.pop_back();
+  const std::vector<int> fds = accepted.WaitFor(1);
+  EXPECT_EQ(fds.size(), 1u) << "the connection was not taken once an fd was free";
+
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old_limit), 0);
+  for (int fd : fds) ::close(fd);
+  ::close(client);
 }
 
 TEST_F(UnixListenerTest, BadPathsAreRefusedClearly) {

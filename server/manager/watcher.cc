@@ -104,8 +104,9 @@ void Manager::WatchLoop() {
   while (!stopping_.load()) {
     int n = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, NextTimeoutMs());
     if (n < 0) {
-      if (errno == EINTR) continue;
-      Log().critical("watcher: epoll_wait: {}", ErrnoStatus(errno, "epoll_wait").ToString());
+      const int err = errno;  // before Log(), whose first use may change errno
+      if (err == EINTR) continue;
+      Log().critical("watcher: epoll_wait: {}", ErrnoStatus(err, "epoll_wait").ToString());
       return;
     }
     for (int i = 0; i < n; ++i) {
