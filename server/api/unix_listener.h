@@ -25,7 +25,7 @@
 namespace sbx::api {
 
 // What an accepted connection may queue towards its client: four output
-// messages of 256 KiB, with room for HTTP/2 framing.
+// messages of 256 KiB (the kernel doubles the figure for its own overhead).
 inline constexpr int kSendBufferBytes = 1 << 20;
 
 class UnixListener {
