@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,35 @@ TEST(ConfigFileTest, BadConfigIsRefusedNamingTheKey) {
   r = Sbxd({"--config", dir.path() + "/missing.yaml", "--print-config"});
   EXPECT_EQ(r.exit_code, 2) << r.Describe();
   EXPECT_NE(r.err.find("missing.yaml"), std::string::npos) << r.err;
+}
+
+// A socket path sbxd cannot use stops it at start with the reason, after
+// its manager was up: nothing of that is left, and a file that is not a
+// socket is not touched.
+TEST(ConfigFileTest, AnUnusableSocketPathIsRefusedAtStart) {
+  TempDir dir;
+  const std::string parent = NamePrefix() + "-" + std::to_string(::getpid()) + "-badsocket";
+  const std::string not_a_socket = dir.Write("file.sock", "keep me");
+  const struct {
+    std::string socket;
+    std::string reason;
+  } cases[] = {
+      {dir.path() + "/" + std::string(120, 'x') + ".sock", "socket path must be 1 to 107 bytes"},
+      {not_a_socket, "exists and is not a socket; refusing to replace it"},
+  };
+  for (const auto& c : cases) {
+    ProcessResult r = Sbxd({"--config", "/dev/null", "--socket", c.socket, "--state-dir",
+                            dir.path() + "/state", "--cgroup-parent", parent, "--pool-size", "0"});
+    EXPECT_FALSE(r.timed_out) << r.Describe();
+    EXPECT_EQ(r.exit_code, 1) << r.Describe();
+    EXPECT_NE(r.err.find(c.reason), std::string::npos) << r.Describe();
+    for (const std::string& cgroup : CgroupParentDirs(parent)) {
+      EXPECT_FALSE(PathExists(cgroup)) << cgroup << " left by " << c.socket;
+    }
+  }
+  std::ifstream in(not_a_socket);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "keep me");
 }
 
 TEST(ConfigFileTest, ExampleConfigIsAccepted) {
