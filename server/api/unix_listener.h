@@ -6,7 +6,8 @@
 // message, so every stdout message of a stream took two writes and a wait
 // for the client to read in between. Here each accepted connection gets
 // kSendBufferBytes first (SO_SNDBUFFORCE, as root; SO_SNDBUF up to the
-// host's wmem_max otherwise).
+// host's wmem_max otherwise). And gRPC's listener (1.51) stopped for good
+// at its first EMFILE; this one pauses and accepts again once it can.
 //
 // The socket file is 0600 from the moment it exists (bound under umask
 // 0177), as it was with gRPC's listener and the umask around it.
