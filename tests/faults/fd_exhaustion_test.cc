@@ -23,8 +23,10 @@ using FdExhaustionTest = FaultTest;
 // A new connection of its own (not the fixture's), so that a call on it
 // needs the listener to accept.
 std::unique_ptr<Stub> NewConnection(const Daemon& daemon) {
+  static int channels = 0;
   grpc::ChannelArguments args;
-  args.SetString("sbx.faults.channel", std::to_string(reinterpret_cast<uintptr_t>(&args)));
+  // A distinct argument keeps gRPC from sharing a subchannel (and socket).
+  args.SetInt("sbx.faults.channel", ++channels);
   return v1::SandboxService::NewStub(
       grpc::CreateCustomChannel(daemon.address(), grpc::InsecureChannelCredentials(), args));
 }

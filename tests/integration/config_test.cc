@@ -108,8 +108,8 @@ TEST(ConfigFileTest, BadConfigIsRefusedNamingTheKey) {
 }
 
 // A socket path sbxd cannot use stops it at start with the reason, after
-// its manager was up: nothing of that is left, and a file that is not a
-// socket is not touched.
+// its manager was up: its cgroup parent is not left behind, and a file
+// that is not a socket is not touched.
 TEST(ConfigFileTest, AnUnusableSocketPathIsRefusedAtStart) {
   TempDir dir;
   const std::string parent = NamePrefix() + "-" + std::to_string(::getpid()) + "-badsocket";

@@ -71,15 +71,6 @@ inline bool Exists(const std::string& path) {
   return std::filesystem::exists(std::filesystem::symlink_status(path));
 }
 
-// The manager of the fake tree `options` names, or null after a failure.
-inline std::unique_ptr<engine::CgroupManager> MakeCgroupManager(
-    const engine::CgroupOptions& options) {
-  absl::StatusOr<std::unique_ptr<engine::CgroupManager>> manager =
-      engine::CgroupManager::Create(options);
-  EXPECT_TRUE(manager.ok()) << manager.status();
-  return manager.ok() ? std::move(*manager) : nullptr;
-}
-
 // A fixture over a fake tree in tmp_: a test fills options_ (SetUp), and
 // MakeChild puts in a new child the files the kernel would.
 class FakeCgroupTest : public ::testing::Test {
@@ -87,7 +78,13 @@ class FakeCgroupTest : public ::testing::Test {
   virtual std::unique_ptr<engine::Cgroup> MakeChild(engine::CgroupManager& manager,
                                                     const std::string& name) = 0;
 
-  std::unique_ptr<engine::CgroupManager> MakeManager() { return MakeCgroupManager(options_); }
+  // The manager of the fake tree options_ names, or null after a failure.
+  std::unique_ptr<engine::CgroupManager> MakeManager() {
+    absl::StatusOr<std::unique_ptr<engine::CgroupManager>> manager =
+        engine::CgroupManager::Create(options_);
+    EXPECT_TRUE(manager.ok()) << manager.status();
+    return manager.ok() ? std::move(*manager) : nullptr;
+  }
 
   // What most tests start from: a manager and its child "box".
   void MakeBox() {
