@@ -34,6 +34,28 @@ uint32_t ChooseUidBase(int max) {
 
 }  // namespace
 
+std::string WaitForServer(pid_t& pid, const std::string& socket_path,
+                          std::chrono::seconds timeout,
+                          std::shared_ptr<grpc::Channel>* channel, std::unique_ptr<Stub>* stub) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      pid = -1;
+      return "exited during start-up";
+    }
+    if (access(socket_path.c_str(), F_OK) == 0) {
+      // A fresh channel per attempt: a failed one waits out a back-off.
+      *channel = MakeChannel("unix://" + socket_path, false);
+      *stub = v1::SandboxService::NewStub(*channel);
+      std::vector<std::string> ids;
+      if (ListSandboxIds(**stub, &ids).ok()) return "";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return absl::StrCat("did not answer within ", timeout.count(), " s");
+}
+
 BenchDaemon::BenchDaemon(DaemonConfig config) : config_(std::move(config)) {
   if (config_.uid_base == 0) {
     config_.uid_base = ChooseUidBase(config_.max_sandboxes + config_.pool_size);
@@ -74,24 +96,10 @@ bool BenchDaemon::Start(std::string* error) {
     *error = absl::StrCat("starting ", config_.sbxd_path, ": ", strerror(spawn_errno));
     return false;
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      *error = absl::StrCat("sbxd exited during start-up; log:\n", LogTail());
-      return false;
-    }
-    if (access(socket_path_.c_str(), F_OK) == 0) {
-      // A fresh channel per attempt: a failed one waits out a back-off.
-      channel_ = MakeChannel(target(), false);
-      stub_ = v1::SandboxService::NewStub(channel_);
-      std::vector<std::string> ids;
-      if (ListSandboxIds(*stub_, &ids).ok()) return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  *error = absl::StrCat("sbxd did not answer within 20 s; log:\n", LogTail());
+  const std::string why =
+      WaitForServer(pid_, socket_path_, std::chrono::seconds(20), &channel_, &stub_);
+  if (why.empty()) return true;
+  *error = absl::StrCat("sbxd ", why, "; log:\n", LogTail());
   return false;
 }
 

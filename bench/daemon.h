@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,6 +23,14 @@ struct DaemonConfig {
   uint32_t uid_base = 0;  // 0: chosen from the bench's pid
   std::string name_suffix;  // tells a second daemon's cgroup parent apart
 };
+
+// Waits up to `timeout` for the server `pid`, a child of this process, to
+// answer a ListSandboxes on `socket_path`; then sets `channel` and `stub`
+// and returns "". Otherwise returns why not ("exited during start-up", when
+// it was reaped and `pid` set to -1, or "did not answer within N s").
+std::string WaitForServer(pid_t& pid, const std::string& socket_path,
+                          std::chrono::seconds timeout,
+                          std::shared_ptr<grpc::Channel>* channel, std::unique_ptr<Stub>* stub);
 
 class BenchDaemon {
  public:

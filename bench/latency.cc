@@ -100,31 +100,68 @@ std::vector<std::string> BwrapArgv(const Context& ctx) {
           "--tmpfs", "/tmp", "/bin/true"};
 }
 
+namespace {
+
+// The steps of one-shots, each's time kept for the row's note.
+struct OneShotSteps {
+  std::vector<double> create_ms, exec_ms, destroy_ms;
+  std::string last_error;
+
+  std::string Medians() const {
+    if (create_ms.empty()) return "";
+    return absl::StrCat("medians: create ", absl::SixDigits(Median(create_ms)), " ms, exec ",
+                        absl::SixDigits(Median(exec_ms)), " ms, destroy ",
+                        absl::SixDigits(Median(destroy_ms)), " ms");
+  }
+  static double Median(const std::vector<double>& ms) {
+    return MakeSeries("step", "ms", ms).summary.median;
+  }
+};
+
+// Create, Exec `true`, Destroy, through `stub`.
+Probe OneShotProbe(Stub& stub, OneShotSteps& steps) {
+  return [&stub, &steps](double* ms) {
+    const auto start = Clock::now();
+    v1::Sandbox box;
+    grpc::Status s = CreateSandbox(stub, &box);
+    if (!s.ok()) {
+      steps.last_error = "create: " + StatusText(s);
+      return false;
+    }
+    const double created = MsSince(start);
+    ExecOutcome run = Exec(stub, box.id(), {"true"});
+    const double executed = MsSince(start);
+    s = DestroySandbox(stub, box.id());
+    *ms = MsSince(start);
+    steps.create_ms.push_back(created);
+    steps.exec_ms.push_back(executed - created);
+    steps.destroy_ms.push_back(*ms - executed);
+    if (!run.status.ok()) steps.last_error = "exec: " + StatusText(run.status);
+    if (!s.ok()) steps.last_error = "destroy: " + StatusText(s);
+    return run.status.ok() && run.exit.exit_code() == 0 && s.ok();
+  };
+}
+
+// The row of a floor variant (the same calls to sbx_bench_floor), with
+// the ratio to `baseline`, the goal's own baseline.
+Row FloorRow(const std::string& key, const Variant& floor, const std::string& what,
+             const Variant* baseline) {
+  Row row = SeriesRow(key, floor, what);
+  if (baseline != nullptr) Compare(row, *baseline);
+  return row;
+}
+
+Row NoFloorRow(const Context& ctx, const std::string& key, const std::string& what) {
+  return Row::Unmeasured(key, what, "", "no floor server: " + ctx.floor_problem);
+}
+
+}  // namespace
+
 std::vector<Row> RunOneShot(const Context& ctx) {
   Stub& stub = ctx.daemon.stub();
   std::string last_error;
-  // Where the time goes: each step's share, for the note.
-  std::vector<double> create_ms, exec_ms, destroy_ms;
-  Variant sbx{"sbx one-shot", [&](double* ms) {
-                const auto start = Clock::now();
-                v1::Sandbox box;
-                grpc::Status s = CreateSandbox(stub, &box);
-                if (!s.ok()) {
-                  last_error = "create: " + StatusText(s);
-                  return false;
-                }
-                const double created = MsSince(start);
-                ExecOutcome run = Exec(stub, box.id(), {"true"});
-                const double executed = MsSince(start);
-                s = DestroySandbox(stub, box.id());
-                *ms = MsSince(start);
-                create_ms.push_back(created);
-                exec_ms.push_back(executed - created);
-                destroy_ms.push_back(*ms - executed);
-                if (!run.status.ok()) last_error = "exec: " + StatusText(run.status);
-                if (!s.ok()) last_error = "destroy: " + StatusText(s);
-                return run.status.ok() && run.exit.exit_code() == 0 && s.ok();
-              }};
+  OneShotSteps steps, floor_steps;
+  Variant sbx{"sbx one-shot", OneShotProbe(stub, steps)};
   // One Run call that must pass with all `cases` cases: with no compile
   // step, the same one-shot as one call (what a judge's client sees);
   // with one, a grader's submission.
@@ -149,6 +186,9 @@ std::vector<Row> RunOneShot(const Context& ctx) {
   if (unshare_problem.empty()) variants.push_back({"unshare", ProcessProbe(UnshareArgv(ctx))});
   const std::string bwrap_problem = Unusable(BwrapArgv(ctx));
   if (bwrap_problem.empty()) variants.push_back({"bwrap", ProcessProbe(BwrapArgv(ctx))});
+  if (ctx.floor != nullptr) {
+    variants.push_back({"floor one-shot", OneShotProbe(ctx.floor->stub(), floor_steps)});
+  }
 
   // A one-shot leaves sbxd work to do after its answers: refilling the pool
   // (a new sandbox: namespaces, mounts, cgroups) and removing the destroyed
@@ -161,17 +201,15 @@ std::vector<Row> RunOneShot(const Context& ctx) {
 
   std::vector<Row> rows;
   Row main = SeriesRow("oneshot", variants[0], "one-shot create+exec true+destroy (gRPC)");
-  if (!create_ms.empty()) {
-    absl::StrAppend(&main.note, "medians: create ",
-                    absl::SixDigits(MakeSeries("c", "ms", create_ms).summary.median), " ms, exec ",
-                    absl::SixDigits(MakeSeries("e", "ms", exec_ms).summary.median), " ms, destroy ",
-                    absl::SixDigits(MakeSeries("d", "ms", destroy_ms).summary.median), " ms");
-  }
+  absl::StrAppend(&main.note, steps.Medians());
+  if (!steps.last_error.empty()) absl::StrAppend(&main.note, " last error: ", steps.last_error);
   if (!last_error.empty()) absl::StrAppend(&main.note, " last error: ", last_error);
   main.goal = "<=3 ms and <=0.5x bwrap";
   const Variant* bwrap = nullptr;
+  const Variant* floor = nullptr;
   for (const Variant& v : variants) {
     if (v.name == "bwrap") bwrap = &v;
+    if (v.name == "floor one-shot") floor = &v;
   }
   if (bwrap != nullptr) {
     Compare(main, *bwrap);
@@ -191,6 +229,7 @@ std::vector<Row> RunOneShot(const Context& ctx) {
   if (bwrap != nullptr) Compare(judge_row, *bwrap);
   rows.push_back(std::move(judge_row));
   for (size_t i = 3; i < variants.size(); ++i) {
+    if (&variants[i] == floor) continue;
     const std::string key = variants[i].name == "bwrap"     ? "baseline_bwrap"
                             : variants[i].name == "unshare" ? "baseline_unshare"
                                                             : "baseline_fork_exec";
@@ -203,6 +242,17 @@ std::vector<Row> RunOneShot(const Context& ctx) {
   if (!unshare_problem.empty()) {
     rows.push_back(Row::Unmeasured("baseline_unshare", "  baseline: unshare", "",
                                    "unshare " + unshare_problem));
+  }
+  const std::string floor_what = "  floor: the same 3 calls, nothing isolated";
+  if (floor != nullptr) {
+    Row row = FloorRow("floor_oneshot", *floor, floor_what, bwrap);
+    row.note = floor_steps.Medians();
+    if (!floor_steps.last_error.empty()) {
+      absl::StrAppend(&row.note, " last error: ", floor_steps.last_error);
+    }
+    rows.push_back(std::move(row));
+  } else {
+    rows.push_back(NoFloorRow(ctx, "floor_oneshot", floor_what));
   }
   return rows;
 }
@@ -419,6 +469,16 @@ std::vector<Row> RunExecLatency(const Context& ctx) {
                         return run.status.ok() && run.exit.exit_code() == 0;
                       }});
   variants.push_back({"fork+exec /bin/true", ProcessProbe({ctx.true_path})});
+  std::string floor_error;
+  if (ctx.floor != nullptr) {
+    Stub& floor_stub = ctx.floor->stub();
+    variants.push_back({"floor exec true", [&](double* ms) {
+                          ExecOutcome run = Exec(floor_stub, "floor", {"true"});
+                          *ms = run.exit_ms;
+                          if (!run.status.ok()) floor_error = StatusText(run.status);
+                          return run.status.ok() && run.exit.exit_code() == 0;
+                        }});
+  }
   RunInterleaved(variants, ctx.options.warmup, ctx.options.iterations);
   DestroySandbox(stub, box.id());
 
@@ -429,41 +489,58 @@ std::vector<Row> RunExecLatency(const Context& ctx) {
   CheckTail(row);
   if (!last_error.empty()) absl::StrAppend(&row.note, " last error: ", last_error);
   std::vector<Row> rows = {row};
+  const std::string floor_what = "  floor: the same Exec, nothing isolated";
+  if (ctx.floor != nullptr) {
+    Row floor_row = FloorRow("floor_exec", variants[2], floor_what, &variants[1]);
+    if (!floor_error.empty()) floor_row.note = "last error: " + floor_error;
+    rows.push_back(std::move(floor_row));
+  } else {
+    rows.push_back(NoFloorRow(ctx, "floor_exec", floor_what));
+  }
   for (Row& fresh : FreshSandboxRows(ctx)) rows.push_back(std::move(fresh));
   return rows;
 }
 
 // `sbx run -- true` as a whole process (ephemeral sandbox, CLI start-up
-// included) against bwrap run the same way.
-Row RunCliOneShot(const Context& ctx) {
+// included) against bwrap run the same way, and the same CLI against the
+// floor server.
+std::vector<Row> RunCliOneShot(const Context& ctx) {
   const std::string bwrap_problem = Unusable(BwrapArgv(ctx));
   std::vector<Variant> variants;
   variants.push_back({"sbx run -- true", ProcessProbe({ctx.options.sbx_path, "--server",
                                                        ctx.daemon.target(), "run", "--", "true"})});
+  if (ctx.floor != nullptr) {
+    variants.push_back({"sbx run -- true, floor server",
+                        ProcessProbe({ctx.options.sbx_path, "--server", ctx.floor->target(),
+                                      "run", "--", "true"})});
+  }
   if (bwrap_problem.empty()) variants.push_back({"bwrap", ProcessProbe(BwrapArgv(ctx))});
   RunInterleaved(variants, std::min(ctx.options.warmup, 10), ctx.options.cli_iterations);
+  const Variant* bwrap = bwrap_problem.empty() ? &variants.back() : nullptr;
   Row row = SeriesRow("cli_run", variants[0], "sbx run -- true (process)");
   row.goal = "<= bwrap";
-  if (variants.size() > 1) {
-    Compare(row, variants[1]);
+  if (bwrap != nullptr) {
+    Compare(row, *bwrap);
     row.met = row.ratio ? YesNo(*row.ratio <= 1.0) : "n/a";
   } else {
     row.met = "n/a";
     absl::StrAppend(&row.note, " bwrap baseline missing: ", bwrap_problem);
   }
   CheckTail(row);
-  return row;
+  const std::string floor_what = "  floor: the same CLI, nothing isolated";
+  if (ctx.floor == nullptr) return {row, NoFloorRow(ctx, "floor_cli_run", floor_what)};
+  return {row, FloorRow("floor_cli_run", variants[1], floor_what, bwrap)};
 }
 
 std::vector<Row> RunCli(const Context& ctx) {
   Stub& stub = ctx.daemon.stub();
-  Row run = RunCliOneShot(ctx);
+  std::vector<Row> run = RunCliOneShot(ctx);
   v1::Sandbox box;
   grpc::Status s = CreateSandbox(stub, &box);
   if (!s.ok()) {
-    return {Row::Unmeasured("cli_exec", "sbx exec ID -- true (process)", "<=8x /bin/true",
-                            "create failed: " + StatusText(s)),
-            run};
+    run.insert(run.begin(), Row::Unmeasured("cli_exec", "sbx exec ID -- true (process)",
+                                            "<=8x /bin/true", "create failed: " + StatusText(s)));
+    return run;
   }
   std::vector<Variant> variants;
   variants.push_back({"sbx exec ID -- true",
@@ -478,7 +555,8 @@ std::vector<Row> RunCli(const Context& ctx) {
   row.goal = "<=8x /bin/true";
   row.met = row.ratio ? YesNo(*row.ratio <= 8) : "n/a";
   CheckTail(row);
-  return {row, run};
+  run.insert(run.begin(), std::move(row));
+  return run;
 }
 
 }  // namespace sbx::bench

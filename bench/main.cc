@@ -115,7 +115,8 @@ int Main(int argc, char** argv) {
     if (std::string(argv[i]) == "--quick") ApplyQuick(o);
   }
   std::string only;
-  CLI::App app{"sbx_bench: sbx against fork+exec, unshare, bwrap and plain pipes"};
+  CLI::App app{
+      "sbx_bench: sbx against fork+exec, unshare, bwrap, plain pipes and a no-isolation floor"};
   app.add_flag("--quick", o.quick, "smoke run: a few iterations of each (< 30 s)");
   app.add_option("--json", o.json_path, "where to write the results")->capture_default_str();
   app.add_option("--only", only, "comma-separated: oneshot,create,exec,cli,stdout,stdin,idle,load");
@@ -136,10 +137,13 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--sbxd", o.sbxd_path, "sbxd binary (default: beside sbx_bench)");
   app.add_option("--sbx", o.sbx_path, "sbx CLI binary (default: beside sbx_bench)");
+  app.add_option("--floor", o.floor_path,
+                 "sbx_bench_floor binary, the no-isolation baseline (default: beside sbx_bench)");
   CLI11_PARSE(app, argc, argv);
   if (!only.empty()) o.only = absl::StrSplit(only, ',');
   if (o.sbxd_path.empty()) o.sbxd_path = Beside("sbxd");
   if (o.sbx_path.empty()) o.sbx_path = Beside("sbx");
+  if (o.floor_path.empty()) o.floor_path = Beside("sbx_bench_floor");
   if (geteuid() != 0) {
     std::fprintf(stderr, "sbx_bench: must run as root (sbxd needs it)\n");
     return 2;
@@ -172,7 +176,13 @@ int Main(int argc, char** argv) {
   }
   std::string true_path = FindInPath("true");
   Context ctx{o, daemon, true_path.empty() ? "/bin/true" : true_path, FindInPath("unshare"),
-              FindInPath("bwrap")};
+              FindInPath("bwrap"), nullptr, ""};
+  FloorServer floor(o.floor_path);
+  if (floor.Start(&ctx.floor_problem)) {
+    ctx.floor = &floor;
+  } else {
+    std::fprintf(stderr, "sbx_bench: no floor rows: %s\n", ctx.floor_problem.c_str());
+  }
   std::fprintf(stderr, "sbx_bench: sbxd pid %d, cgroup parent %s%s\n", daemon.pid(),
                daemon.cgroup_parent().c_str(), o.quick ? " (quick)" : "");
 
@@ -198,6 +208,7 @@ int Main(int argc, char** argv) {
   const std::string meta = Meta(o, ctx, load_before);
   std::string cleanup;
   const bool clean = daemon.Stop(&cleanup);
+  floor.Stop();
   if (!clean) std::fprintf(stderr, "sbx_bench: cleanup: %s", cleanup.c_str());
 
   const nlohmann::json m = nlohmann::json::parse(meta);

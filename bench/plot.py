@@ -6,7 +6,8 @@
 Reads the JSON that sbx_bench writes (--json) and draws, on one log-scale
 time axis, every latency series it holds: sbx's rows and the baselines
 measured beside them in the same run (fork+exec, unshare, bwrap, plain
-/bin/true). Each series is a row: its samples as dots, a box from the 25th
+/bin/true, and the floor: the same calls to a server that isolates
+nothing). Each series is a row: its samples as dots, a box from the 25th
 to the 75th percentile, a tick at the median and a line out to the p99.
 Standard library only, so it runs wherever the bench does.
 """
@@ -26,7 +27,8 @@ def series_of(rows):
     for row in rows:
         value = row.get("value")
         if value and value.get("samples") and value.get("unit") == "ms":
-            out.append((row["what"].strip(), value["samples"], row["key"].startswith("baseline")))
+            baseline = row["key"].startswith(("baseline", "floor"))
+            out.append((row["what"].strip(), value["samples"], baseline))
         base = row.get("baseline")
         if base and base.get("samples") and base.get("unit") == "ms":
             out.append(("  baseline: " + base["name"], base["samples"], True))

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench/daemon.h"
+#include "bench/floor.h"
 #include "bench/report.h"
 
 namespace sbx::bench {
@@ -29,6 +30,7 @@ struct Options {
   std::string json_path = "bench-results.json";
   std::string sbxd_path;
   std::string sbx_path;
+  std::string floor_path;
   std::vector<std::string> only;  // scenario names; empty = all
 };
 
@@ -38,6 +40,10 @@ struct Context {
   std::string true_path;     // /bin/true (or as found)
   std::string unshare_path;  // "" when not installed
   std::string bwrap_path;    // "" when not installed
+  // sbx's API with nothing isolated (bench/floor.h); null when it did not
+  // start, and `floor_problem` says why.
+  FloorServer* floor = nullptr;
+  std::string floor_problem;
 };
 
 // Set by SIGINT / SIGTERM; scenarios stop early and clean up.
