@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 kinds=${1:-all}
 [ "$kinds" = all ] && kinds="asan tsan"
 jobs=${SBX_JOBS:-2}
-skip="security;sdk_consumer;vm;soak;deploy;clients;router;faults"
+skip="security;sdk_consumer;vm;soak;deploy;clients;router;faults;bench"
 
 for kind in $kinds; do
   case "$kind" in
