@@ -120,7 +120,13 @@ class Cgroup {
   // RCU grace period after a pause (7 ms on average here, against 0.04 ms).
   // Tried: under the soak, sandboxes left with a running fork bomb then
   // took more than 5 s to die (processes in D state unmapping), dozens of
-  // destroys per run failed, and none with cgroup.procs. Why is not known.
+  // destroys per run failed, and none with cgroup.procs. Tried again with
+  // the task limit in (2026-12-01): the same. The stuck processes, the
+  // dying init among them, wait for the i_mmap lock of a file every
+  // process maps (dup_mmap when forking, unlink_file_vma when exiting),
+  // which the bombs' churn keeps taken; with cgroup.procs, each move's
+  // grace period stalls every fork and exit on the host, which most likely
+  // (not checked) throttles that churn enough.
   virtual absl::StatusOr<std::vector<UniqueFd>> OpenProcsFiles() = 0;
 
   // cgroup v2 only; UNIMPLEMENTED on v1, which has no such call. Opens this
