@@ -96,8 +96,11 @@ int RunCommand(const std::vector<std::string>& argv, const std::string& input,
     Close(readers[1]);
     return spawn_err;
   }
-  if (input.empty()) Close(writer);
-  ::fcntl(writer, F_SETFL, O_NONBLOCK);
+  if (input.empty()) {
+    Close(writer);
+  } else {
+    ::fcntl(writer, F_SETFL, O_NONBLOCK);
+  }
   size_t written = 0;
   char buf[64 * 1024];
   while (writer >= 0 || readers[0] >= 0 || readers[1] >= 0) {
